@@ -1,0 +1,301 @@
+use serde_json::{Map, Value};
+
+use super::{Codec, DecodeError, EncodeError, format_time, parse_time};
+use crate::envelope::{Data, Envelope, ExtensionValue, Extensions, is_valid_extension_name};
+
+/// The flat envelope existing producers send:
+/// `id, type, source, timestamp, tenant_id, correlation_id, data, metadata{version, user_id}`.
+///
+/// Mapping to CloudEvents: `timestamp` ↔ `time`, `tenant_id` ↔ `tenantid`,
+/// `correlation_id` ↔ `correlationid`, `metadata.version` ↔ `dataversion`,
+/// `metadata.user_id` ↔ `userid`, `metadata.causation_id` ↔ `causationid`,
+/// `metadata.subject|dataschema|datacontenttype` ↔ the attributes of those names, any other
+/// `metadata` entry whose name is a valid extension name and whose value is a scalar ↔ the
+/// extension of that name, and what remains of `metadata` ↔ the `legacymetadata` extension (its
+/// JSON text). Every envelope with a JSON body survives a round trip through this format.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Legacy;
+
+/// Extension holding the `metadata` entries that have no CloudEvents counterpart.
+pub const LEGACY_METADATA: &str = "legacymetadata";
+
+const RENAMED: [(&str, &str); 3] = [
+    ("version", "dataversion"),
+    ("user_id", "userid"),
+    ("causation_id", "causationid"),
+];
+
+impl Codec for Legacy {
+    fn content_type(&self) -> &'static str {
+        "application/json"
+    }
+
+    fn encode(&self, envelope: &Envelope) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Map::new();
+        out.insert("id".into(), envelope.id.clone().into());
+        out.insert("type".into(), envelope.ty.clone().into());
+        out.insert("source".into(), envelope.source.clone().into());
+        if let Some(time) = &envelope.time {
+            out.insert("timestamp".into(), format_time(time).into());
+        }
+        let ext = &envelope.extensions;
+        if let Some(tenant) = &ext.tenantid {
+            out.insert("tenant_id".into(), tenant.clone().into());
+        }
+        if let Some(correlation) = &ext.correlationid {
+            out.insert("correlation_id".into(), correlation.clone().into());
+        }
+        match &envelope.data {
+            Some(Data::Json(raw)) => {
+                out.insert("data".into(), serde_json::from_str(raw.get())?);
+            }
+            Some(Data::Binary(_)) => {
+                return Err(EncodeError::Unrepresentable {
+                    format: "legacy",
+                    what: "binary data".into(),
+                });
+            }
+            None => {}
+        }
+
+        let mut metadata = Map::new();
+        for (name, value) in [
+            ("subject", &envelope.subject),
+            ("dataschema", &envelope.dataschema),
+            ("datacontenttype", &envelope.datacontenttype),
+        ] {
+            if let Some(value) = value {
+                metadata.insert(name.into(), value.clone().into());
+            }
+        }
+        for (name, value) in ext.iter() {
+            if matches!(name, "tenantid" | "correlationid" | LEGACY_METADATA) {
+                continue;
+            }
+            let key = RENAMED
+                .iter()
+                .find(|(_, ce)| *ce == name)
+                .map_or(name, |(legacy, _)| legacy);
+            let value = match value {
+                crate::envelope::ExtensionRef::String(s) => Value::from(s),
+                crate::envelope::ExtensionRef::Bool(b) => Value::from(b),
+                crate::envelope::ExtensionRef::Integer(i) => Value::from(i),
+            };
+            metadata.insert(key.to_owned(), value);
+        }
+        if let Some(ExtensionValue::String(rest)) = ext.other.get(LEGACY_METADATA) {
+            if let Ok(Value::Object(rest)) = serde_json::from_str(rest) {
+                metadata.extend(rest);
+            }
+        }
+        if !metadata.is_empty() {
+            out.insert("metadata".into(), Value::Object(metadata));
+        }
+        Ok(serde_json::to_vec(&out)?)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        let mut map: Map<String, Value> = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        let id = required_string(&mut map, "id")?;
+        let ty = required_string(&mut map, "type")?;
+        let source = required_string(&mut map, "source")?;
+        let time = optional_string(&mut map, "timestamp")?
+            .map(|t| parse_time("timestamp", &t))
+            .transpose()?;
+        let mut extensions = Extensions {
+            tenantid: optional_string(&mut map, "tenant_id")?,
+            correlationid: optional_string(&mut map, "correlation_id")?,
+            ..Extensions::default()
+        };
+        let data = match map.remove("data") {
+            None => None,
+            Some(value) => Some(Data::json(&value).map_err(DecodeError::Json)?),
+        };
+        let mut envelope = Envelope {
+            id,
+            source,
+            ty,
+            time,
+            datacontenttype: None,
+            dataschema: None,
+            subject: None,
+            extensions: Extensions::default(),
+            data,
+        };
+        let mut rest = Map::new();
+        match map.remove("metadata") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(metadata)) => {
+                for (key, value) in metadata {
+                    let target = match key.as_str() {
+                        "subject" => Some(&mut envelope.subject),
+                        "dataschema" => Some(&mut envelope.dataschema),
+                        "datacontenttype" => Some(&mut envelope.datacontenttype),
+                        _ => None,
+                    };
+                    if let (Some(target), Value::String(s)) = (target, &value) {
+                        *target = Some(s.clone());
+                        continue;
+                    }
+                    let name = RENAMED
+                        .iter()
+                        .find(|(legacy, _)| *legacy == key)
+                        .map_or(key.as_str(), |(_, ce)| ce);
+                    let scalar = match &value {
+                        Value::String(s) => Some(ExtensionValue::String(s.clone())),
+                        Value::Bool(b) => Some(ExtensionValue::Bool(*b)),
+                        Value::Number(n) => n
+                            .as_i64()
+                            .filter(|i| i32::try_from(*i).is_ok())
+                            .map(ExtensionValue::Integer),
+                        _ => None,
+                    };
+                    match scalar {
+                        Some(scalar)
+                            if is_valid_extension_name(name)
+                                && name != LEGACY_METADATA
+                                && extensions.set(name, scalar.clone()).is_ok() => {}
+                        _ => {
+                            rest.insert(key, value);
+                        }
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(DecodeError::invalid("metadata", "expected an object"));
+            }
+        }
+        if !rest.is_empty() {
+            extensions.other.insert(
+                LEGACY_METADATA.into(),
+                ExtensionValue::String(Value::Object(rest).to_string()),
+            );
+        }
+        envelope.extensions = extensions;
+        Ok(envelope)
+    }
+}
+
+fn required_string(map: &mut Map<String, Value>, name: &'static str) -> Result<String, DecodeError> {
+    match optional_string(map, name)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(DecodeError::invalid(name, "must not be empty")),
+        None => Err(DecodeError::MissingAttribute(name)),
+    }
+}
+
+fn optional_string(
+    map: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<String>, DecodeError> {
+    match map.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(DecodeError::invalid(
+            name,
+            format!("expected a string, found {other}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::StructuredJson;
+    use crate::envelope::Category;
+
+    const FROM_THE_DOCS: &str = r#"{
+      "id": "evt_123456789",
+      "type": "order.created",
+      "source": "oms-service",
+      "timestamp": "2024-01-15T10:30:00Z",
+      "tenant_id": "tenant_abc",
+      "correlation_id": "req_xyz",
+      "data": {"order_id": "order_xyz", "total": 1000.00, "currency": "UAH"},
+      "metadata": {"version": "1.0", "user_id": "user_123"}
+    }"#;
+
+    #[test]
+    fn legacy_envelope_maps_onto_cloudevents() {
+        let env = Legacy.decode(FROM_THE_DOCS.as_bytes()).unwrap();
+        assert_eq!(env.id, "evt_123456789");
+        assert_eq!(env.ty, "order.created");
+        assert_eq!(env.source, "oms-service");
+        assert_eq!(
+            env.time.map(|t| format_time(&t)).as_deref(),
+            Some("2024-01-15T10:30:00Z")
+        );
+        assert_eq!(env.extensions.tenantid.as_deref(), Some("tenant_abc"));
+        assert_eq!(env.extensions.correlationid.as_deref(), Some("req_xyz"));
+        assert_eq!(env.extensions.dataversion.as_deref(), Some("1.0"));
+        assert_eq!(
+            env.extensions.other.get("userid"),
+            Some(&ExtensionValue::String("user_123".into()))
+        );
+        let data: Value = env.data_as().unwrap();
+        assert_eq!(data["order_id"], "order_xyz");
+    }
+
+    #[test]
+    fn legacy_round_trip_keeps_the_flat_shape() {
+        let env = Legacy.decode(FROM_THE_DOCS.as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(&Legacy.encode(&env).unwrap()).unwrap();
+        let original: Value = serde_json::from_str(FROM_THE_DOCS).unwrap();
+        assert_eq!(out, original);
+    }
+
+    #[test]
+    fn cloudevents_survive_a_trip_through_legacy() {
+        let mut env = Envelope::new("svc", "order.paid")
+            .with_subject("o1")
+            .with_tenant("t")
+            .with_causation_id("c")
+            .with_data_version("2")
+            .with_json_data(&serde_json::json!({"x": 1}))
+            .unwrap();
+        env.extensions.category = Some(Category::Integration);
+        env.extensions.partitionkey = Some("o1".into());
+        env.extensions
+            .other
+            .insert("retries".into(), ExtensionValue::Integer(2));
+        let back = Legacy.decode(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(back, env);
+    }
+
+    #[test]
+    fn foreign_metadata_is_kept() {
+        let text = r#"{"id":"1","type":"t","source":"s","metadata":{"trace":{"a":1},"Weird-Key":"v","version":"3"}}"#;
+        let env = Legacy.decode(text.as_bytes()).unwrap();
+        assert_eq!(env.extensions.dataversion.as_deref(), Some("3"));
+        let out: Value = serde_json::from_slice(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(out["metadata"]["trace"]["a"], 1);
+        assert_eq!(out["metadata"]["Weird-Key"], "v");
+        // and through the structured format too
+        let structured = StructuredJson.encode(&env).unwrap();
+        assert_eq!(StructuredJson.decode(&structured).unwrap(), env);
+    }
+
+    #[test]
+    fn legacy_errors_name_the_field() {
+        for (text, field) in [
+            (r#"{"type":"t","source":"s"}"#, "id"),
+            (r#"{"id":"1","source":"s"}"#, "type"),
+            (r#"{"id":"1","type":"t"}"#, "source"),
+            (r#"{"id":"1","type":"t","source":"s","timestamp":"noon"}"#, "timestamp"),
+            (r#"{"id":"1","type":"t","source":"s","tenant_id":5}"#, "tenant_id"),
+            (r#"{"id":"1","type":"t","source":"s","metadata":[]}"#, "metadata"),
+        ] {
+            let err = Legacy.decode(text.as_bytes()).unwrap_err();
+            assert_eq!(err.attribute(), Some(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn binary_data_cannot_be_legacy() {
+        let env = Envelope::new("s", "t").with_data(Data::Binary(bytes::Bytes::from_static(b"x")));
+        assert!(matches!(
+            Legacy.encode(&env),
+            Err(EncodeError::Unrepresentable { .. })
+        ));
+    }
+}

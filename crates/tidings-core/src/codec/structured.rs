@@ -1,0 +1,344 @@
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::de::{Deserializer as _, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use super::scalar::Scalar;
+use super::{Codec, DecodeError, EncodeError, format_time, parse_time};
+use crate::envelope::{Data, Envelope, Extensions, SPEC_VERSION, is_valid_extension_name};
+
+/// CloudEvents 1.0 structured JSON: `application/cloudevents+json`.
+///
+/// JSON bodies are written verbatim under `data`, binary ones base64-encoded under
+/// `data_base64`. Decoding checks every attribute and reports the first one at fault.
+///
+/// ```
+/// use tidings_core::codec::{Codec, DecodeError, StructuredJson};
+///
+/// let err = StructuredJson
+///     .decode(br#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"yesterday"}"#)
+///     .unwrap_err();
+/// assert_eq!(err.attribute(), Some("time"));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StructuredJson;
+
+/// The media type of structured CloudEvents JSON.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+impl Codec for StructuredJson {
+    fn content_type(&self) -> &'static str {
+        CONTENT_TYPE
+    }
+
+    fn encode(&self, envelope: &Envelope) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(256 + envelope.data.as_ref().map_or(0, Data::len));
+        let mut ser = serde_json::Serializer::new(&mut out);
+        write_envelope(envelope, &mut ser)?;
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let fields = de
+            .deserialize_map(FieldsVisitor)
+            .map_err(DecodeError::Json)?;
+        de.end().map_err(DecodeError::Json)?;
+        fields.into_envelope()
+    }
+}
+
+fn write_envelope<S: Serializer>(envelope: &Envelope, ser: S) -> Result<S::Ok, S::Error> {
+    let mut map = ser.serialize_map(None)?;
+    map.serialize_entry("specversion", SPEC_VERSION)?;
+    map.serialize_entry("id", &envelope.id)?;
+    map.serialize_entry("source", &envelope.source)?;
+    map.serialize_entry("type", &envelope.ty)?;
+    if let Some(time) = &envelope.time {
+        map.serialize_entry("time", &format_time(time))?;
+    }
+    for (name, value) in [
+        ("datacontenttype", &envelope.datacontenttype),
+        ("dataschema", &envelope.dataschema),
+        ("subject", &envelope.subject),
+    ] {
+        if let Some(value) = value {
+            map.serialize_entry(name, value)?;
+        }
+    }
+    for (name, value) in envelope.extensions.iter() {
+        match value {
+            crate::envelope::ExtensionRef::String(s) => map.serialize_entry(name, s)?,
+            crate::envelope::ExtensionRef::Bool(b) => map.serialize_entry(name, &b)?,
+            crate::envelope::ExtensionRef::Integer(i) => map.serialize_entry(name, &i)?,
+        }
+    }
+    match &envelope.data {
+        Some(Data::Json(raw)) => map.serialize_entry("data", raw)?,
+        Some(Data::Binary(bytes)) => map.serialize_entry("data_base64", &BASE64.encode(bytes))?,
+        None => {}
+    }
+    map.end()
+}
+
+/// Attributes as read, before validation.
+#[derive(Default)]
+struct Fields {
+    specversion: Option<Scalar>,
+    id: Option<Scalar>,
+    source: Option<Scalar>,
+    ty: Option<Scalar>,
+    time: Option<Scalar>,
+    datacontenttype: Option<Scalar>,
+    dataschema: Option<Scalar>,
+    subject: Option<Scalar>,
+    data: Option<Box<RawValue>>,
+    data_base64: Option<Scalar>,
+    extensions: Vec<(String, Scalar)>,
+    duplicate: Option<String>,
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CloudEvent JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "specversion" => &mut fields.specversion,
+                "id" => &mut fields.id,
+                "source" => &mut fields.source,
+                "type" => &mut fields.ty,
+                "time" => &mut fields.time,
+                "datacontenttype" => &mut fields.datacontenttype,
+                "dataschema" => &mut fields.dataschema,
+                "subject" => &mut fields.subject,
+                "data_base64" => &mut fields.data_base64,
+                "data" => {
+                    let raw: Box<RawValue> = map.next_value()?;
+                    if fields.data.replace(raw).is_some() {
+                        fields.duplicate.get_or_insert(key);
+                    }
+                    continue;
+                }
+                _ => {
+                    let value: Scalar = map.next_value()?;
+                    if fields.extensions.iter().any(|(k, _)| *k == key) {
+                        fields.duplicate.get_or_insert(key.clone());
+                    }
+                    fields.extensions.push((key, value));
+                    continue;
+                }
+            };
+            let value: Scalar = map.next_value()?;
+            if slot.replace(value).is_some() {
+                fields.duplicate.get_or_insert(key);
+            }
+        }
+        Ok(fields)
+    }
+}
+
+fn required(name: &'static str, value: Option<Scalar>) -> Result<String, DecodeError> {
+    match value.map(|v| v.into_string(name)).transpose()?.flatten() {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(DecodeError::invalid(name, "must not be empty")),
+        None => Err(DecodeError::MissingAttribute(name)),
+    }
+}
+
+fn optional(name: &'static str, value: Option<Scalar>) -> Result<Option<String>, DecodeError> {
+    Ok(value.map(|v| v.into_string(name)).transpose()?.flatten())
+}
+
+impl Fields {
+    fn into_envelope(self) -> Result<Envelope, DecodeError> {
+        if let Some(name) = self.duplicate {
+            return Err(DecodeError::DuplicateAttribute(name));
+        }
+        let specversion = required("specversion", self.specversion)?;
+        if specversion != SPEC_VERSION {
+            return Err(DecodeError::UnsupportedSpecVersion(specversion));
+        }
+        let id = required("id", self.id)?;
+        let source = required("source", self.source)?;
+        let ty = required("type", self.ty)?;
+        let time = optional("time", self.time)?
+            .map(|t| parse_time("time", &t))
+            .transpose()?;
+        let datacontenttype = optional("datacontenttype", self.datacontenttype)?;
+        let dataschema = optional("dataschema", self.dataschema)?;
+        let subject = optional("subject", self.subject)?;
+
+        let mut extensions = Extensions::default();
+        for (name, value) in self.extensions {
+            if !is_valid_extension_name(&name) {
+                return Err(DecodeError::invalid(
+                    name,
+                    "not a CloudEvents attribute name (lower-case letters and digits, 1 to 20)",
+                ));
+            }
+            if let Some(value) = value.into_extension(&name)? {
+                extensions
+                    .set(&name, value)
+                    .map_err(|e| DecodeError::invalid(name.clone(), e.to_string()))?;
+            }
+        }
+
+        let data_base64 = optional("data_base64", self.data_base64)?;
+        let data = match (self.data, data_base64) {
+            (Some(_), Some(_)) => return Err(DecodeError::ConflictingData),
+            (Some(raw), None) => Some(Data::Json(raw)),
+            (None, Some(b64)) => Some(Data::Binary(Bytes::from(
+                BASE64
+                    .decode(b64.as_bytes())
+                    .map_err(|e| DecodeError::invalid("data_base64", e.to_string()))?,
+            ))),
+            (None, None) => None,
+        };
+
+        Ok(Envelope {
+            id,
+            source,
+            ty,
+            time,
+            datacontenttype,
+            dataschema,
+            subject,
+            extensions,
+            data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Category, ExtensionValue};
+
+    fn full_envelope() -> Envelope {
+        let mut env = Envelope::new("oms-service", "order.created")
+            .with_subject("order_xyz")
+            .with_tenant("tenant_abc")
+            .with_correlation_id("req_xyz")
+            .with_causation_id("evt_0")
+            .with_data_version("2")
+            .with_json_data(&serde_json::json!({"order_id": "order_xyz", "total": 1000.0}))
+            .unwrap();
+        env.dataschema = Some("https://schemas.example/order.created/2".into());
+        env.extensions.category = Some(Category::Domain);
+        env.extensions.partitionkey = Some("order_xyz".into());
+        env.extensions.traceparent =
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        env.extensions.tracestate = Some("vendor=1".into());
+        env.extensions
+            .other
+            .insert("priority".into(), ExtensionValue::Integer(3));
+        env.extensions
+            .other
+            .insert("replayed".into(), ExtensionValue::Bool(true));
+        env
+    }
+
+    #[test]
+    fn structured_round_trip_is_lossless() {
+        let env = full_envelope();
+        let bytes = StructuredJson.encode(&env).unwrap();
+        assert_eq!(StructuredJson.decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn binary_data_travels_as_base64() {
+        let env = Envelope::new("s", "blob.stored").with_data(Data::Binary(Bytes::from_static(
+            b"\x00\x01\xffbinary",
+        )));
+        let bytes = StructuredJson.encode(&env).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(json.get("data").is_none());
+        assert!(json["data_base64"].is_string());
+        assert_eq!(StructuredJson.decode(&bytes).unwrap(), env);
+    }
+
+    #[test]
+    fn json_body_is_kept_verbatim() {
+        let text = br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"b":1,  "a":[1.50]}}"#;
+        let env = StructuredJson.decode(text).unwrap();
+        let Some(Data::Json(raw)) = &env.data else {
+            panic!("json data expected")
+        };
+        assert_eq!(raw.get(), r#"{"b":1,  "a":[1.50]}"#);
+    }
+
+    #[test]
+    fn time_is_written_in_utc_with_z() {
+        let env = StructuredJson
+            .decode(br#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"2024-01-15T12:30:00+02:00"}"#)
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&StructuredJson.encode(&env).unwrap()).unwrap();
+        assert_eq!(json["time"], "2024-01-15T10:30:00Z");
+    }
+
+    fn decode_err(text: &str) -> DecodeError {
+        StructuredJson.decode(text.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn decoding_errors_name_the_attribute() {
+        let cases = [
+            (r#"{"id":"1","source":"s","type":"t"}"#, "specversion"),
+            (r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#, "specversion"),
+            (r#"{"specversion":"1.0","source":"s","type":"t"}"#, "id"),
+            (r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#, "id"),
+            (r#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#, "id"),
+            (r#"{"specversion":"1.0","id":"1","type":"t"}"#, "source"),
+            (r#"{"specversion":"1.0","id":"1","source":"s"}"#, "type"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"x"}"#, "time"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":{}}"#, "subject"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad_Name":"x"}"#, "Bad_Name"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":1.5}"#, "ext"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":9999999999}"#, "ext"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","category":"misc"}"#, "category"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","tenantid":true}"#, "tenantid"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#, "data"),
+            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}"#, "data_base64"),
+            (r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#, "id"),
+        ];
+        for (text, attribute) in cases {
+            let err = decode_err(text);
+            assert_eq!(err.attribute(), Some(attribute), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_a_json_error() {
+        assert!(matches!(decode_err("{"), DecodeError::Json(_)));
+        assert!(matches!(decode_err("[]"), DecodeError::Json(_)));
+        assert!(matches!(decode_err("\"x\""), DecodeError::Json(_)));
+        assert!(matches!(
+            decode_err(r#"{"specversion":"1.0","id":"1","source":"s","type":"t"} trailing"#),
+            DecodeError::Json(_)
+        ));
+    }
+
+    #[test]
+    fn null_attributes_read_as_absent() {
+        let env = StructuredJson
+            .decode(br#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":null,"tenantid":null,"data":null}"#)
+            .unwrap();
+        assert_eq!(env.subject, None);
+        assert_eq!(env.extensions.tenantid, None);
+        // `data` is the body, not an attribute: an explicit JSON null is kept.
+        assert_eq!(env.data, Some(Data::json(&()).unwrap()));
+    }
+}

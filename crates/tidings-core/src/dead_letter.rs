@@ -1,0 +1,200 @@
+//! Dead letters: events that could not be handled, kept with why and how often they failed.
+
+use std::fmt;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+
+/// An event in a subscription's dead-letter queue.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// Id of the dead letter itself (a UUIDv7), not of the event.
+    pub id: String,
+    /// The subscription that failed to handle it.
+    pub subscription: String,
+    /// The handler (route) that failed, when one was chosen.
+    pub handler: Option<String>,
+    /// What arrived, untouched.
+    pub original: Original,
+    /// Why it was dead-lettered.
+    pub reason: Reason,
+    /// Deliveries made, the last one included.
+    pub attempts: u32,
+    /// When the first delivery failed.
+    pub first_failure_at: DateTime<Utc>,
+    /// When the last delivery failed.
+    pub last_failure_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// A dead letter for `original`, failed once now unless told otherwise.
+    pub fn new(subscription: impl Into<String>, original: Original, reason: Reason) -> Self {
+        let now = Utc::now();
+        Self {
+            id: Uuid::now_v7().to_string(),
+            subscription: subscription.into(),
+            handler: None,
+            original,
+            reason,
+            attempts: 1,
+            first_failure_at: now,
+            last_failure_at: now,
+        }
+    }
+
+    /// Sets the handler name.
+    pub fn with_handler(mut self, handler: impl Into<String>) -> Self {
+        self.handler = Some(handler.into());
+        self
+    }
+
+    /// Sets the attempt count and the time of the first failure.
+    pub fn with_attempts(mut self, attempts: u32, first_failure_at: Option<DateTime<Utc>>) -> Self {
+        self.attempts = attempts;
+        if let Some(first) = first_failure_at {
+            self.first_failure_at = first;
+        }
+        self
+    }
+
+    /// The event, when it could be decoded.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        match &self.original {
+            Original::Envelope(envelope) => Some(envelope),
+            Original::Undecodable { .. } => None,
+        }
+    }
+}
+
+/// What arrived: an event, or bytes that are not one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Original {
+    /// A decoded event, exactly as received.
+    Envelope(Envelope),
+    /// Bytes that could not be decoded.
+    Undecodable {
+        /// The raw body.
+        body: Bytes,
+        /// Its declared media type.
+        content_type: Option<String>,
+    },
+}
+
+/// Why a message was dead-lettered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// The class of failure.
+    pub kind: ReasonKind,
+    /// Human-readable detail: the last error, the decoding error, the offending field.
+    pub message: String,
+}
+
+impl Reason {
+    /// A reason of `kind` with `message`.
+    pub fn new(kind: ReasonKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// The class of a dead-lettering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReasonKind {
+    /// Transient failures until the retry policy gave up.
+    RetriesExhausted,
+    /// The handler rejected it as permanently failed.
+    Rejected,
+    /// The bytes are not an event.
+    Undecodable,
+    /// The event's data does not fit its type's schema.
+    SchemaViolation,
+    /// No handler of the subscription takes this type.
+    UnknownType,
+    /// The event's version is newer than the consumer understands.
+    UnsupportedVersion,
+    /// The message is larger than allowed.
+    TooLarge,
+}
+
+impl ReasonKind {
+    /// A stable, snake-case name, used in headers and columns.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::RetriesExhausted => "retries_exhausted",
+            ReasonKind::Rejected => "rejected",
+            ReasonKind::Undecodable => "undecodable",
+            ReasonKind::SchemaViolation => "schema_violation",
+            ReasonKind::UnknownType => "unknown_type",
+            ReasonKind::UnsupportedVersion => "unsupported_version",
+            ReasonKind::TooLarge => "too_large",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str) back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "retries_exhausted" => ReasonKind::RetriesExhausted,
+            "rejected" => ReasonKind::Rejected,
+            "undecodable" => ReasonKind::Undecodable,
+            "schema_violation" => ReasonKind::SchemaViolation,
+            "unknown_type" => ReasonKind::UnknownType,
+            "unsupported_version" => ReasonKind::UnsupportedVersion,
+            "too_large" => ReasonKind::TooLarge,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a replayed dead letter goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayTarget {
+    /// Back to the subscription it failed in, and only to it.
+    Subscription,
+    /// Published afresh under another topic, to whoever subscribes to it.
+    Topic(String),
+}
+
+/// A page of a dead-letter listing, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Entries to skip.
+    pub offset: usize,
+    /// Entries to return at most.
+    pub limit: usize,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+impl Page {
+    /// The first `limit` entries.
+    pub fn first(limit: usize) -> Self {
+        Self { offset: 0, limit }
+    }
+}

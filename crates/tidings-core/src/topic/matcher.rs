@@ -1,0 +1,194 @@
+use std::collections::HashMap;
+
+use super::{Pattern, Word, split};
+
+/// Identifies a pattern inserted into a [`Matcher`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(usize);
+
+/// Many patterns in a trie: which of them match a key, without testing each one.
+///
+/// Patterns share their common prefixes, so a lookup costs in the order of the key's length
+/// times the number of `#` branches taken, not the number of patterns. Results come back in
+/// insertion order, each entry once.
+///
+/// ```
+/// use tidings_core::topic::{Matcher, Pattern};
+///
+/// let mut matcher = Matcher::new();
+/// matcher.insert(Pattern::parse("order.*").unwrap(), "notification");
+/// matcher.insert(Pattern::parse("#").unwrap(), "audit");
+/// matcher.insert(Pattern::parse("payment.#").unwrap(), "ledger");
+/// let hits: Vec<_> = matcher.matches("order.created").map(|(_, v)| *v).collect();
+/// assert_eq!(hits, ["notification", "audit"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Matcher<T> {
+    nodes: Vec<Node>,
+    entries: Vec<Option<(Pattern, T)>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    literal: HashMap<Box<str>, usize>,
+    star: Option<usize>,
+    hash: Option<usize>,
+    terminal: Vec<usize>,
+}
+
+impl<T> Default for Matcher<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Matcher<T> {
+    /// An empty matcher.
+    pub fn new() -> Self {
+        Self {
+            nodes: vec![Node::default()],
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds a pattern with its value.
+    pub fn insert(&mut self, pattern: Pattern, value: T) -> EntryId {
+        let mut node = 0;
+        for word in pattern.words() {
+            let next = self.nodes.len();
+            let child = match word {
+                Word::Literal(w) => *self.nodes[node].literal.entry(w.clone()).or_insert(next),
+                Word::Star => *self.nodes[node].star.get_or_insert(next),
+                Word::Hash => *self.nodes[node].hash.get_or_insert(next),
+            };
+            if child == next {
+                self.nodes.push(Node::default());
+            }
+            node = child;
+        }
+        let id = self.entries.len();
+        self.entries.push(Some((pattern, value)));
+        self.nodes[node].terminal.push(id);
+        EntryId(id)
+    }
+
+    /// Removes an entry, returning its value. Trie nodes are kept for reuse.
+    pub fn remove(&mut self, id: EntryId) -> Option<T> {
+        let (pattern, value) = self.entries.get_mut(id.0)?.take()?;
+        let mut node = 0;
+        for word in pattern.words() {
+            node = match word {
+                Word::Literal(w) => self.nodes[node].literal[w],
+                Word::Star => self.nodes[node].star.expect("inserted path"),
+                Word::Hash => self.nodes[node].hash.expect("inserted path"),
+            };
+        }
+        self.nodes[node].terminal.retain(|&e| e != id.0);
+        Some(value)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.iter().filter(|e| e.is_some()).count()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Pattern, &T)> {
+        self.entries.iter().flatten().map(|(p, v)| (p, v))
+    }
+
+    /// The entries whose pattern matches `key`, in insertion order, each once.
+    pub fn matches(&self, key: &str) -> impl Iterator<Item = (EntryId, &T)> {
+        let words: Vec<&str> = split(key).collect();
+        let n = words.len();
+        let mut seen = vec![false; self.nodes.len() * (n + 1)];
+        let mut stack = vec![(0usize, 0usize)];
+        let mut hits = Vec::new();
+        while let Some((node, pos)) = stack.pop() {
+            let slot = node * (n + 1) + pos;
+            if std::mem::replace(&mut seen[slot], true) {
+                continue;
+            }
+            let current = &self.nodes[node];
+            if pos == n {
+                hits.extend_from_slice(&current.terminal);
+            } else {
+                if let Some(&child) = current.literal.get(words[pos]) {
+                    stack.push((child, pos + 1));
+                }
+                if let Some(child) = current.star {
+                    stack.push((child, pos + 1));
+                }
+            }
+            if let Some(child) = current.hash {
+                stack.extend((pos..=n).map(|p| (child, p)));
+            }
+        }
+        hits.sort_unstable();
+        hits.dedup();
+        hits.into_iter().filter_map(move |id| {
+            self.entries[id]
+                .as_ref()
+                .map(|(_, value)| (EntryId(id), value))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reference;
+    use super::super::tests::{key_text, pattern_text};
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn overlapping_hashes_report_an_entry_once() {
+        let mut matcher = Matcher::new();
+        matcher.insert(Pattern::parse("#.#.#").unwrap(), 1);
+        matcher.insert(Pattern::parse("#.a.#").unwrap(), 2);
+        let hits: Vec<_> = matcher.matches("a.a.a").map(|(_, v)| *v).collect();
+        assert_eq!(hits, [1, 2]);
+    }
+
+    #[test]
+    fn removed_entries_no_longer_match() {
+        let mut matcher = Matcher::new();
+        let a = matcher.insert(Pattern::parse("order.*").unwrap(), "a");
+        matcher.insert(Pattern::parse("order.*").unwrap(), "b");
+        assert_eq!(matcher.remove(a), Some("a"));
+        assert_eq!(matcher.remove(a), None);
+        let hits: Vec<_> = matcher.matches("order.paid").map(|(_, v)| *v).collect();
+        assert_eq!(hits, ["b"]);
+        assert_eq!(matcher.len(), 1);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn matcher_agrees_with_the_reference(
+            patterns in prop::collection::vec(pattern_text(), 1..12),
+            keys in prop::collection::vec(key_text(), 1..8),
+        ) {
+            let mut matcher = Matcher::new();
+            for (i, p) in patterns.iter().enumerate() {
+                matcher.insert(Pattern::parse(p).unwrap(), i);
+            }
+            for key in &keys {
+                let got: Vec<usize> = matcher.matches(key).map(|(_, v)| *v).collect();
+                let want: Vec<usize> = patterns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| reference::matches(p, key))
+                    .map(|(i, _)| i)
+                    .collect();
+                prop_assert_eq!(got, want, "key {:?}", key);
+            }
+        }
+    }
+}
