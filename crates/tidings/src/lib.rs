@@ -1,0 +1,93 @@
+//! tidings: a domain event bus for Rust services.
+//!
+//! Typed domain events in one CloudEvents envelope, published to topics and handled by
+//! subscriptions that match topic patterns (`order.*`, `payment.#`), with retries and backoff,
+//! dead-letter queues you can inspect and replay, de-duplication, and the same behaviour on
+//! every transport.
+//!
+//! # Crate map
+//!
+//! | crate | job |
+//! |---|---|
+//! | `tidings` (this one) | the [`Bus`], subscriptions, middleware, re-exports of the contract |
+//! | `tidings-core` | the contract: envelope, codecs, patterns, transport traits, in-memory transport |
+//! | `tidings-macros` | `#[derive(DomainEvent)]` |
+//! | `tidings-testkit` | the conformance suite every transport runs |
+//! | `tidings-cli` | the `tidings` command |
+//!
+//! # Example
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use tidings::{Bus, DomainEvent, Event, HandlerError};
+//!
+//! #[derive(Debug, Serialize, Deserialize, DomainEvent)]
+//! #[event(name = "order.created", version = 1)]
+//! struct OrderCreated {
+//!     #[event(subject)]
+//!     order_id: String,
+//!     total: f64,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tidings::Error> {
+//! let bus = Bus::builder(tidings::memory::MemoryTransport::new())
+//!     .source("oms-service")
+//!     .build()?;
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+//! bus.subscribe::<OrderCreated, _>("notification", move |event: Event<OrderCreated>| {
+//!     let tx = tx.clone();
+//!     async move {
+//!         tx.send(event.order_id.clone()).await.map_err(HandlerError::reject)?;
+//!         Ok(())
+//!     }
+//! })
+//! .await?;
+//!
+//! bus.publish(&OrderCreated { order_id: "o-1".into(), total: 1000.0 }).await?;
+//! assert_eq!(rx.recv().await.as_deref(), Some("o-1"));
+//! bus.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! Transports other than the in-memory one live in their own crates and are switched on here
+//! by one feature each, as they land.
+
+mod bus;
+mod classify;
+mod context;
+mod dead_letters;
+mod error;
+mod event;
+mod handler;
+pub mod middleware;
+mod observer;
+mod registry;
+mod route;
+mod subscription;
+mod worker;
+
+pub use bus::{Bus, BusBuilder};
+pub use classify::{Disposition, Settlement};
+pub use context::HandlingContext;
+pub use dead_letters::{DeadLetterQueue, ReplayRate};
+pub use error::{Error, Result};
+pub use event::Event;
+pub use handler::Handler;
+pub use middleware::Handling;
+pub use observer::Observer;
+pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
+
+pub use tidings_core::outcome::{Failure, HandlerError};
+pub use tidings_core::{
+    DomainEvent, codec, dead_letter, envelope, inbox, memory, naming, outcome, retry, transport,
+};
+pub use tidings_macros::DomainEvent;
+
+/// Topic patterns with RabbitMQ topic-exchange semantics.
+pub mod topic {
+    pub use tidings_core::topic::*;
+}

@@ -1,0 +1,397 @@
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tidings_core::DomainEvent;
+use tidings_core::envelope::{Data, Envelope};
+use tidings_core::inbox::{Inbox, MemoryInbox};
+use tidings_core::naming::NamingConvention;
+use tidings_core::retry::RetryPolicy;
+use tidings_core::transport::{SubscriptionSpec, Transport};
+use tokio::sync::watch;
+use tracing::Instrument;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::Registry;
+use crate::worker::Worker;
+use crate::{
+    DeadLetterQueue, Error, Event, Handler, HandlingContext, Observer, Result, SubscriptionBuilder,
+    SubscriptionHandle,
+};
+
+/// The event bus: publishes events and runs subscriptions on one transport.
+///
+/// Cheap to clone; clones share everything. See the [crate docs](crate) for an example.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Arc<dyn Transport>,
+    source: String,
+    registry: Registry,
+    defaults: Defaults,
+    inbox: Option<Arc<dyn Inbox>>,
+    observer: Arc<dyn Observer>,
+    shutdown: CancellationToken,
+    workers: TaskTracker,
+    running: Mutex<HashSet<String>>,
+    /// Handlers abandoned at a shutdown deadline.
+    abandoned: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) retry: RetryPolicy,
+    pub(crate) timeout: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) drain: Duration,
+}
+
+/// Configures a [`Bus`].
+#[must_use]
+pub struct BusBuilder {
+    transport: Arc<dyn Transport>,
+    source: String,
+    naming: Option<String>,
+    defaults: Defaults,
+    inbox: Option<Arc<dyn Inbox>>,
+    observer: Arc<dyn Observer>,
+}
+
+impl BusBuilder {
+    /// Sets the `source` of published events (default `tidings`): the service's name.
+    pub fn source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
+    }
+
+    /// Requires event names to follow a convention such as
+    /// `[company].[service].[version].event.[resource].[action]`; types that break it are
+    /// refused when registered (subscribed or first published).
+    pub fn naming_convention(mut self, template: impl Into<String>) -> Self {
+        self.naming = Some(template.into());
+        self
+    }
+
+    /// Default retry policy of subscriptions.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.defaults.retry = policy;
+        self
+    }
+
+    /// Default limit on one handling (30 s unless set).
+    pub fn handler_timeout(mut self, limit: Duration) -> Self {
+        self.defaults.timeout = limit;
+        self
+    }
+
+    /// Default number of deliveries a subscription handles at once (16 unless set).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.defaults.concurrency = n.max(1);
+        self
+    }
+
+    /// How long shutdown waits for in-flight handlers (30 s unless set).
+    pub fn shutdown_timeout(mut self, limit: Duration) -> Self {
+        self.defaults.drain = limit;
+        self
+    }
+
+    /// The inbox subscriptions de-duplicate with. Default: an in-memory window of the last
+    /// 100,000 events per bus.
+    pub fn inbox(mut self, inbox: impl Inbox) -> Self {
+        self.inbox = Some(Arc::new(inbox));
+        self
+    }
+
+    /// No de-duplication at all.
+    pub fn without_inbox(mut self) -> Self {
+        self.inbox = None;
+        self
+    }
+
+    /// Hooks called as events flow.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observer = Arc::new(observer);
+        self
+    }
+
+    /// Builds the bus. Fails if the naming convention does not parse.
+    pub fn build(self) -> Result<Bus> {
+        let convention = self
+            .naming
+            .as_deref()
+            .map(NamingConvention::parse)
+            .transpose()?;
+        Ok(Bus {
+            inner: Arc::new(Inner {
+                transport: self.transport,
+                source: self.source,
+                registry: Registry::new(convention),
+                defaults: self.defaults,
+                inbox: self.inbox,
+                observer: self.observer,
+                shutdown: CancellationToken::new(),
+                workers: TaskTracker::new(),
+                running: Mutex::default(),
+                abandoned: AtomicUsize::new(0),
+            }),
+        })
+    }
+}
+
+impl Bus {
+    /// Starts configuring a bus on `transport`.
+    pub fn builder(transport: impl Transport) -> BusBuilder {
+        Self::builder_shared(Arc::new(transport))
+    }
+
+    /// Starts configuring a bus on a transport shared with other code.
+    pub fn builder_shared(transport: Arc<dyn Transport>) -> BusBuilder {
+        BusBuilder {
+            transport,
+            source: "tidings".to_owned(),
+            naming: None,
+            defaults: Defaults {
+                retry: RetryPolicy::default(),
+                timeout: Duration::from_secs(30),
+                concurrency: 16,
+                drain: Duration::from_secs(30),
+            },
+            inbox: Some(Arc::new(MemoryInbox::default())),
+            observer: Arc::new(()),
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The `source` of events this bus publishes.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    pub(crate) fn defaults(&self) -> Defaults {
+        self.inner.defaults
+    }
+
+    pub(crate) fn inbox(&self) -> Option<Arc<dyn Inbox>> {
+        self.inner.inbox.clone()
+    }
+
+    /// Registers an event type: checks its name against the naming convention. Subscribing
+    /// and publishing register types on their own; call this to fail early at start-up.
+    pub fn register<T: DomainEvent>(&self) -> Result<()> {
+        self.register_type(T::NAME, T::VERSION)
+    }
+
+    pub(crate) fn register_type(&self, name: &'static str, version: u32) -> Result<()> {
+        Ok(self.inner.registry.register(name, version)?)
+    }
+
+    /// Event types registered so far, with their versions.
+    pub fn registered_types(&self) -> Vec<(&'static str, u32)> {
+        self.inner.registry.types()
+    }
+
+    /// The envelope `event` would be published in: a fresh id, the bus's source, the type's
+    /// name, version, category and subject, and, inside a handler, the causation and
+    /// correlation of the event being handled.
+    pub fn envelope<T: DomainEvent>(&self, event: &T) -> Result<Envelope> {
+        self.register::<T>()?;
+        let data = Data::json(event).map_err(|source| Error::Serialize {
+            ty: T::NAME,
+            source,
+        })?;
+        let mut envelope = Envelope::new(self.inner.source.clone(), T::NAME)
+            .with_data(data)
+            .with_data_version(T::VERSION.to_string());
+        envelope.datacontenttype = Some("application/json".to_owned());
+        envelope.extensions.category = T::CATEGORY;
+        if let Some(subject) = event.subject() {
+            envelope.extensions.partitionkey = Some(subject.clone());
+            envelope.subject = Some(subject);
+        }
+        Ok(envelope)
+    }
+
+    /// Publishes a typed event; returns once the transport confirmed it.
+    pub async fn publish<T: DomainEvent>(&self, event: &T) -> Result<()> {
+        let envelope = self.envelope(event)?;
+        self.publish_envelope(envelope).await
+    }
+
+    /// Publishes typed events as one batch, with confirms pipelined where the transport can.
+    pub async fn publish_batch<T: DomainEvent>(&self, events: &[T]) -> Result<()> {
+        let envelopes = events
+            .iter()
+            .map(|e| self.envelope(e))
+            .collect::<Result<Vec<_>>>()?;
+        self.publish_envelopes(envelopes).await
+    }
+
+    /// Publishes a raw envelope (from another language, a gateway, a replay). Inside a
+    /// handler, missing causation and correlation are filled in.
+    pub async fn publish_envelope(&self, envelope: Envelope) -> Result<()> {
+        self.publish_envelopes(vec![envelope]).await
+    }
+
+    /// Publishes raw envelopes as one batch.
+    pub async fn publish_envelopes(&self, mut envelopes: Vec<Envelope>) -> Result<()> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::Closed);
+        }
+        if let Some(context) = HandlingContext::current() {
+            for envelope in &mut envelopes {
+                context.apply(envelope);
+            }
+        }
+        for envelope in &envelopes {
+            self.inner.registry.check(&envelope.ty)?;
+        }
+        let span = tracing::debug_span!(
+            "tidings.publish",
+            count = envelopes.len(),
+            event.r#type = envelopes.first().map(|e| e.ty.as_str()),
+        );
+        self.inner
+            .transport
+            .publish_batch(&envelopes)
+            .instrument(span)
+            .await?;
+        for envelope in &envelopes {
+            self.inner.observer.on_published(envelope);
+        }
+        Ok(())
+    }
+
+    /// Starts building a subscription named `name`.
+    pub fn subscription(&self, name: impl Into<String>) -> SubscriptionBuilder {
+        SubscriptionBuilder::new(self.clone(), name.into())
+    }
+
+    /// Subscribes `handler` to events of type `T` under the durable name `name`.
+    pub async fn subscribe<T, H>(
+        &self,
+        name: impl Into<String>,
+        handler: H,
+    ) -> Result<SubscriptionHandle>
+    where
+        T: DomainEvent,
+        H: Handler<Event<T>>,
+    {
+        self.subscription(name).on::<T, H>(handler).start().await
+    }
+
+    /// Subscribes `handler` to every event whose topic matches `pattern` (e.g. `order.*`).
+    pub async fn subscribe_pattern<H>(
+        &self,
+        name: impl Into<String>,
+        pattern: &str,
+        handler: H,
+    ) -> Result<SubscriptionHandle>
+    where
+        H: Handler<Arc<Envelope>>,
+    {
+        self.subscription(name)
+            .on_pattern(pattern, handler)
+            .start()
+            .await
+    }
+
+    /// The transport's dead-letter queues.
+    pub fn dead_letters(&self) -> DeadLetterQueue {
+        DeadLetterQueue::new(self.inner.transport.clone())
+    }
+
+    pub(crate) async fn start_worker(
+        &self,
+        spec: SubscriptionSpec,
+        worker: Worker,
+    ) -> Result<SubscriptionHandle> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(Error::Closed);
+        }
+        if !self
+            .inner
+            .running
+            .lock()
+            .expect("running lock")
+            .insert(spec.name.clone())
+        {
+            return Err(Error::SubscriptionExists(spec.name));
+        }
+        let stream = match self.inner.transport.subscribe(&spec).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                self.forget(&spec.name);
+                return Err(e.into());
+            }
+        };
+        let stop = self.inner.shutdown.child_token();
+        let (done_tx, done) = watch::channel(false);
+        let bus = self.clone();
+        let name = spec.name.clone();
+        let token = stop.clone();
+        self.inner.workers.spawn(async move {
+            let left = worker
+                .run(
+                    stream,
+                    token,
+                    bus.inner.observer.clone(),
+                    bus.inner.defaults.drain,
+                )
+                .await;
+            bus.inner.abandoned.fetch_add(left, Ordering::Relaxed);
+            bus.forget(&name);
+            let _ = done_tx.send(true);
+        });
+        Ok(SubscriptionHandle {
+            name: spec.name,
+            stop,
+            done,
+        })
+    }
+
+    fn forget(&self, name: &str) {
+        self.inner
+            .running
+            .lock()
+            .expect("running lock")
+            .remove(name);
+    }
+
+    /// Graceful shutdown: every subscription stops taking deliveries, in-flight handlers
+    /// finish (within the shutdown timeout) and settle, then the transport closes. Publishing
+    /// afterwards fails with [`Error::Closed`].
+    ///
+    /// Fails with [`Error::ShutdownTimeout`] when handlers were still running at the deadline;
+    /// their deliveries were not settled and will be redelivered.
+    pub async fn shutdown(&self) -> Result<()> {
+        let started = Instant::now();
+        self.inner.shutdown.cancel();
+        self.inner.workers.close();
+        self.inner.workers.wait().await;
+        self.inner.transport.close().await?;
+        tracing::debug!(elapsed = ?started.elapsed(), "bus shut down");
+        match self.inner.abandoned.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            left => Err(Error::ShutdownTimeout(left)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("transport", &self.inner.transport.name())
+            .field("source", &self.inner.source)
+            .finish_non_exhaustive()
+    }
+}
