@@ -29,7 +29,9 @@ use crate::envelope::Category;
 /// let event = OrderCreated { order_id: "o-1".into(), total: 10.0 };
 /// assert_eq!(event.subject().as_deref(), Some("o-1"));
 /// ```
-pub trait DomainEvent: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+pub trait DomainEvent:
+    serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
+{
     /// The event type, also the topic it is published under, e.g. `order.created`.
     const NAME: &'static str;
     /// The schema version of the payload, written to the `dataversion` extension.

@@ -150,10 +150,22 @@ mod tests {
 
     #[test]
     fn placeholders_take_one_lowercase_word() {
-        assert!(convention().check("acme.orders.v1.event.order.created").is_ok());
-        assert!(convention().check("acme.Orders.v1.event.order.created").is_err());
+        assert!(
+            convention()
+                .check("acme.orders.v1.event.order.created")
+                .is_ok()
+        );
+        assert!(
+            convention()
+                .check("acme.Orders.v1.event.order.created")
+                .is_err()
+        );
         assert!(convention().check("acme..v1.event.order.created").is_err());
-        assert!(convention().check("acme.order-svc.v1.event.order.created").is_ok());
+        assert!(
+            convention()
+                .check("acme.order-svc.v1.event.order.created")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -76,7 +76,10 @@ impl RetryPolicy {
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(63);
         let factor = 1u64 << exp;
-        let nanos = self.initial_delay.as_nanos().saturating_mul(u128::from(factor));
+        let nanos = self
+            .initial_delay
+            .as_nanos()
+            .saturating_mul(u128::from(factor));
         let capped = nanos.min(self.max_delay.as_nanos());
         Duration::from_nanos(u64::try_from(capped).unwrap_or(u64::MAX))
     }

@@ -35,7 +35,9 @@ use proc_macro_crate::{FoundCrate, crate_name};
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Error, Expr, ExprLit, Fields, Lit, LitStr, Member, parse_macro_input};
+use syn::{
+    Data, DeriveInput, Error, Expr, ExprLit, Fields, Lit, LitStr, Member, parse_macro_input,
+};
 
 const CATEGORIES: [(&str, &str); 5] = [
     ("domain", "Domain"),

@@ -10,9 +10,9 @@ use tidings_core::naming::NamingConvention;
 use tidings_core::retry::RetryPolicy;
 use tidings_core::transport::{SubscriptionSpec, Transport};
 use tokio::sync::watch;
-use tracing::Instrument;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::registry::Registry;
 use crate::worker::Worker;

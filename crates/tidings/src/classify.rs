@@ -115,7 +115,10 @@ mod tests {
     fn ok_acks_retry_retries_reject_rejects() {
         assert_eq!(result(Ok(())), Disposition::Ack);
         assert_eq!(
-            result(Err(HandlerError::retry_after(Duration::from_secs(3), "busy"))),
+            result(Err(HandlerError::retry_after(
+                Duration::from_secs(3),
+                "busy"
+            ))),
             Disposition::Retry {
                 after: Some(Duration::from_secs(3)),
                 error: "busy".into()
@@ -123,7 +126,10 @@ mod tests {
         );
         assert!(matches!(
             result(Err(HandlerError::reject("bad card"))),
-            Disposition::Reject(Reason { kind: ReasonKind::Rejected, .. })
+            Disposition::Reject(Reason {
+                kind: ReasonKind::Rejected,
+                ..
+            })
         ));
     }
 

@@ -12,7 +12,7 @@ pub trait Observer: Send + Sync + 'static {
         let _ = envelope;
     }
 
-    /// A delivery was handled and is being settled.
+    /// A delivery was handled and settled (the transport was told; `settlement` says what).
     fn on_settled(
         &self,
         subscription: &str,

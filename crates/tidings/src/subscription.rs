@@ -88,7 +88,8 @@ impl SubscriptionBuilder {
         match Pattern::exact(T::NAME) {
             Ok(pattern) => {
                 self.registrations.push((T::NAME, T::VERSION));
-                self.routes.push(self.route(T::NAME, pattern, Typed::<T, H>::new(handler)));
+                self.routes
+                    .push(self.route(T::NAME, pattern, Typed::<T, H>::new(handler)));
             }
             Err(e) => {
                 self.error.get_or_insert(e.into());
@@ -104,7 +105,8 @@ impl SubscriptionBuilder {
     {
         match Pattern::parse(pattern) {
             Ok(parsed) => {
-                self.routes.push(self.route(pattern, parsed, Raw::new(handler)));
+                self.routes
+                    .push(self.route(pattern, parsed, Raw::new(handler)));
             }
             Err(e) => {
                 self.error.get_or_insert(e.into());
@@ -189,10 +191,7 @@ impl SubscriptionBuilder {
             if !patterns.contains(&route.pattern) {
                 patterns.push(route.pattern.clone());
             }
-            matcher.insert(
-                route.pattern,
-                (route.name, BoxCloneSyncService::new(stack)),
-            );
+            matcher.insert(route.pattern, (route.name, BoxCloneSyncService::new(stack)));
         }
         let spec = SubscriptionSpec::new(&self.name, patterns)
             .with_prefetch(self.prefetch.unwrap_or(self.concurrency * 2));

@@ -107,15 +107,20 @@ impl Worker {
                 )
                 .with_attempts(delivery.attempt(), delivery.failures().first_failure_at);
                 let settlement = Settlement::DeadLetter(Box::new(letter));
+                self.settle(delivery, &settlement).await;
                 observer.on_settled(&self.name, None, &settlement, started.elapsed());
-                self.settle(delivery, settlement).await;
                 return;
             }
         };
-        let Some((_, (handler, stack))) = self.routes.matches(envelope.topic()).next() else {
+        let Some((_, (handler, stack))) = self.routes.matches(delivery.topic()).next() else {
             let reason = Reason::new(
                 ReasonKind::UnknownType,
-                format!("no handler of `{}` takes `{}`", self.name, envelope.ty),
+                format!(
+                    "no handler of `{}` takes topic `{}` (type `{}`)",
+                    self.name,
+                    delivery.topic(),
+                    envelope.ty
+                ),
             );
             let letter = DeadLetter::new(
                 self.name.to_string(),
@@ -124,22 +129,22 @@ impl Worker {
             )
             .with_attempts(delivery.attempt(), delivery.failures().first_failure_at);
             let settlement = Settlement::DeadLetter(Box::new(letter));
+            self.settle(delivery, &settlement).await;
             observer.on_settled(&self.name, Some(&envelope), &settlement, started.elapsed());
-            self.settle(delivery, settlement).await;
             return;
         };
         let handling = Handling::new(envelope.clone(), self.name.clone(), handler.clone())
             .with_attempt(delivery.attempt(), delivery.failures().clone());
         let Ok(settlement) = stack.clone().oneshot(handling).await;
+        self.settle(delivery, &settlement).await;
         observer.on_settled(&self.name, Some(&envelope), &settlement, started.elapsed());
-        self.settle(delivery, settlement).await;
     }
 
-    async fn settle(&self, delivery: Box<dyn Delivery>, settlement: Settlement) {
+    async fn settle(&self, delivery: Box<dyn Delivery>, settlement: &Settlement) {
         let result = match settlement {
             Settlement::Ack => delivery.ack().await,
-            Settlement::Retry { after, error } => delivery.retry(after, &error).await,
-            Settlement::DeadLetter(letter) => delivery.dead_letter(*letter).await,
+            Settlement::Retry { after, error } => delivery.retry(*after, error).await,
+            Settlement::DeadLetter(letter) => delivery.dead_letter((**letter).clone()).await,
         };
         if let Err(error) = result {
             // The delivery stays unsettled on the broker and comes back; at-least-once holds.

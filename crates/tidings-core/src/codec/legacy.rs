@@ -95,7 +95,8 @@ impl Codec for Legacy {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError> {
-        let mut map: Map<String, Value> = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        let mut map: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
         let id = required_string(&mut map, "id")?;
         let ty = required_string(&mut map, "type")?;
         let source = required_string(&mut map, "source")?;
@@ -176,7 +177,10 @@ impl Codec for Legacy {
     }
 }
 
-fn required_string(map: &mut Map<String, Value>, name: &'static str) -> Result<String, DecodeError> {
+fn required_string(
+    map: &mut Map<String, Value>,
+    name: &'static str,
+) -> Result<String, DecodeError> {
     match optional_string(map, name)? {
         Some(s) if !s.is_empty() => Ok(s),
         Some(_) => Err(DecodeError::invalid(name, "must not be empty")),
@@ -281,9 +285,18 @@ mod tests {
             (r#"{"type":"t","source":"s"}"#, "id"),
             (r#"{"id":"1","source":"s"}"#, "type"),
             (r#"{"id":"1","type":"t"}"#, "source"),
-            (r#"{"id":"1","type":"t","source":"s","timestamp":"noon"}"#, "timestamp"),
-            (r#"{"id":"1","type":"t","source":"s","tenant_id":5}"#, "tenant_id"),
-            (r#"{"id":"1","type":"t","source":"s","metadata":[]}"#, "metadata"),
+            (
+                r#"{"id":"1","type":"t","source":"s","timestamp":"noon"}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"id":"1","type":"t","source":"s","tenant_id":5}"#,
+                "tenant_id",
+            ),
+            (
+                r#"{"id":"1","type":"t","source":"s","metadata":[]}"#,
+                "metadata",
+            ),
         ] {
             let err = Legacy.decode(text.as_bytes()).unwrap_err();
             assert_eq!(err.attribute(), Some(field), "{text}: {err}");

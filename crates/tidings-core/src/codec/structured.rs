@@ -259,9 +259,8 @@ mod tests {
 
     #[test]
     fn binary_data_travels_as_base64() {
-        let env = Envelope::new("s", "blob.stored").with_data(Data::Binary(Bytes::from_static(
-            b"\x00\x01\xffbinary",
-        )));
+        let env = Envelope::new("s", "blob.stored")
+            .with_data(Data::Binary(Bytes::from_static(b"\x00\x01\xffbinary")));
         let bytes = StructuredJson.encode(&env).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert!(json.get("data").is_none());
@@ -297,22 +296,61 @@ mod tests {
     fn decoding_errors_name_the_attribute() {
         let cases = [
             (r#"{"id":"1","source":"s","type":"t"}"#, "specversion"),
-            (r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#, "specversion"),
+            (
+                r#"{"specversion":"0.3","id":"1","source":"s","type":"t"}"#,
+                "specversion",
+            ),
             (r#"{"specversion":"1.0","source":"s","type":"t"}"#, "id"),
-            (r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#, "id"),
-            (r#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#, "id"),
+            (
+                r#"{"specversion":"1.0","id":"","source":"s","type":"t"}"#,
+                "id",
+            ),
+            (
+                r#"{"specversion":"1.0","id":7,"source":"s","type":"t"}"#,
+                "id",
+            ),
             (r#"{"specversion":"1.0","id":"1","type":"t"}"#, "source"),
             (r#"{"specversion":"1.0","id":"1","source":"s"}"#, "type"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"x"}"#, "time"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":{}}"#, "subject"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad_Name":"x"}"#, "Bad_Name"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":1.5}"#, "ext"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":9999999999}"#, "ext"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","category":"misc"}"#, "category"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","tenantid":true}"#, "tenantid"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#, "data"),
-            (r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}"#, "data_base64"),
-            (r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#, "id"),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","time":"x"}"#,
+                "time",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":{}}"#,
+                "subject",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad_Name":"x"}"#,
+                "Bad_Name",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":1.5}"#,
+                "ext",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":9999999999}"#,
+                "ext",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","category":"misc"}"#,
+                "category",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","tenantid":true}"#,
+                "tenantid",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#,
+                "data",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}"#,
+                "data_base64",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#,
+                "id",
+            ),
         ];
         for (text, attribute) in cases {
             let err = decode_err(text);

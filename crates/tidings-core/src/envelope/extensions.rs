@@ -26,7 +26,6 @@ pub struct Extensions {
     pub other: BTreeMap<String, ExtensionValue>,
 }
 
-
 impl Extensions {
     /// Every extension as `(name, value)`, known ones first, in a stable order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, ExtensionRef<'_>)> {

@@ -9,7 +9,11 @@ use crate::transport::{DeadLetters, TransportError};
 
 #[async_trait]
 impl DeadLetters for MemoryTransport {
-    async fn list(&self, subscription: &str, page: Page) -> Result<Vec<DeadLetter>, TransportError> {
+    async fn list(
+        &self,
+        subscription: &str,
+        page: Page,
+    ) -> Result<Vec<DeadLetter>, TransportError> {
         let Some(queue) = self.shared.queue(subscription) else {
             return Ok(Vec::new());
         };
@@ -28,7 +32,11 @@ impl DeadLetters for MemoryTransport {
         }))
     }
 
-    async fn get(&self, subscription: &str, id: &str) -> Result<Option<DeadLetter>, TransportError> {
+    async fn get(
+        &self,
+        subscription: &str,
+        id: &str,
+    ) -> Result<Option<DeadLetter>, TransportError> {
         Ok(self.shared.queue(subscription).and_then(|q| {
             q.dead
                 .lock()
@@ -49,7 +57,10 @@ impl DeadLetters for MemoryTransport {
         let queue = self.shared.queue(subscription).ok_or_else(not_found)?;
         let letter = {
             let dead = queue.dead.lock().expect("dead letters lock");
-            dead.iter().find(|d| d.id == id).cloned().ok_or_else(not_found)?
+            dead.iter()
+                .find(|d| d.id == id)
+                .cloned()
+                .ok_or_else(not_found)?
         };
         let Original::Envelope(envelope) = letter.original else {
             return Err(TransportError::Refused(
@@ -60,7 +71,7 @@ impl DeadLetters for MemoryTransport {
         match target {
             ReplayTarget::Subscription => {
                 queue.reserve().await?;
-                queue.push(Message::fresh(envelope));
+                queue.push(Message::fresh(envelope.ty.as_str().into(), envelope));
             }
             ReplayTarget::Topic(topic) => self.route_to(&topic, envelope).await?,
         }

@@ -17,6 +17,7 @@ pub(super) struct MemoryDelivery {
     /// `None` once settled.
     message: Option<Message>,
     envelope: Arc<Envelope>,
+    topic: Arc<str>,
     attempt: u32,
     failures: FailureHistory,
     /// The consumer's prefetch slot, freed when this delivery is settled or dropped.
@@ -27,6 +28,7 @@ impl MemoryDelivery {
     pub(super) fn new(queue: Arc<Queue>, message: Message, slot: OwnedSemaphorePermit) -> Self {
         Self {
             envelope: message.envelope.clone(),
+            topic: message.topic.clone(),
             attempt: message.deliveries,
             failures: message.failures.clone(),
             queue,
@@ -57,6 +59,10 @@ impl Delivery for MemoryDelivery {
         Ok(&self.envelope)
     }
 
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
     fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -72,9 +78,16 @@ impl Delivery for MemoryDelivery {
         Ok(())
     }
 
-    async fn retry(mut self: Box<Self>, after: Duration, error: &str) -> Result<(), TransportError> {
+    async fn retry(
+        mut self: Box<Self>,
+        after: Duration,
+        error: &str,
+    ) -> Result<(), TransportError> {
         let mut message = self.take();
-        message.failures.first_failure_at.get_or_insert_with(Utc::now);
+        message
+            .failures
+            .first_failure_at
+            .get_or_insert_with(Utc::now);
         message.failures.last_error = Some(error.to_owned());
         self.queue.schedule(message, after);
         Ok(())
@@ -82,7 +95,11 @@ impl Delivery for MemoryDelivery {
 
     async fn dead_letter(mut self: Box<Self>, letter: DeadLetter) -> Result<(), TransportError> {
         self.take();
-        self.queue.dead.lock().expect("dead letters lock").push(letter);
+        self.queue
+            .dead
+            .lock()
+            .expect("dead letters lock")
+            .push(letter);
         self.queue.settled();
         self.queue.release();
         Ok(())

@@ -89,16 +89,12 @@ impl MemoryTransport {
 
     /// Messages waiting in `subscription` (ready and delayed, not in flight).
     pub fn depth(&self, subscription: &str) -> usize {
-        self.shared
-            .queue(subscription)
-            .map_or(0, |q| q.depth())
+        self.shared.queue(subscription).map_or(0, |q| q.depth())
     }
 
     /// Messages of `subscription` handed to consumers and not yet settled.
     pub fn in_flight(&self, subscription: &str) -> usize {
-        self.shared
-            .queue(subscription)
-            .map_or(0, |q| q.in_flight())
+        self.shared.queue(subscription).map_or(0, |q| q.in_flight())
     }
 }
 

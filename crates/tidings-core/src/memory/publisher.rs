@@ -43,9 +43,10 @@ impl MemoryTransport {
                 topic: topic.to_owned(),
             });
         }
+        let topic: Arc<str> = topic.into();
         for queue in queues {
             queue.reserve().await?;
-            queue.push(Message::fresh(envelope.clone()));
+            queue.push(Message::fresh(topic.clone(), envelope.clone()));
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ use crate::transport::{FailureHistory, TransportError};
 /// A message as the queue keeps it between deliveries.
 #[derive(Debug)]
 pub(super) struct Message {
+    /// The topic it was published under.
+    pub(super) topic: Arc<str>,
     pub(super) envelope: Arc<Envelope>,
     /// Deliveries made so far.
     pub(super) deliveries: u32,
@@ -23,8 +25,9 @@ pub(super) struct Message {
 }
 
 impl Message {
-    pub(super) fn fresh(envelope: Arc<Envelope>) -> Self {
+    pub(super) fn fresh(topic: Arc<str>, envelope: Arc<Envelope>) -> Self {
         Self {
+            topic,
             envelope,
             deliveries: 0,
             failures: FailureHistory::default(),
@@ -165,11 +168,7 @@ impl Queue {
     pub(super) fn take(&self) -> Take {
         let now = Instant::now();
         let mut state = self.state();
-        while state
-            .delayed
-            .peek()
-            .is_some_and(|Reverse(d)| d.due <= now)
-        {
+        while state.delayed.peek().is_some_and(|Reverse(d)| d.due <= now) {
             let Reverse(due) = state.delayed.pop().expect("peeked");
             state.ready.push_back(due.message);
         }

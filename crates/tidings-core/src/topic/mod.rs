@@ -270,7 +270,10 @@ mod tests {
     fn many_hashes_stay_fast() {
         let pattern = Pattern::parse(&"#.a.".repeat(40)).unwrap();
         let key = "a.".repeat(100);
-        assert_eq!(pattern.matches(&key), reference::matches(pattern.as_str(), &key));
+        assert_eq!(
+            pattern.matches(&key),
+            reference::matches(pattern.as_str(), &key)
+        );
     }
 
     /// Words drawn from a small alphabet so that collisions, empty words and wildcards are

@@ -49,7 +49,10 @@ impl TransportError {
     /// error that will recur (refusal, size, encoding). Retry code relies on this, never on
     /// error text.
     pub fn is_transient(&self) -> bool {
-        matches!(self, TransportError::Connection(_) | TransportError::Timeout(_))
+        matches!(
+            self,
+            TransportError::Connection(_) | TransportError::Timeout(_)
+        )
     }
 }
 

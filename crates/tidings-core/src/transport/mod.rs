@@ -112,6 +112,10 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
     /// The event, or the bytes that failed to decode.
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable>;
 
+    /// The topic (routing key) it was published under: its type, unless it was replayed or
+    /// forwarded under another topic.
+    fn topic(&self) -> &str;
+
     /// Which delivery of this message this is, from 1.
     fn attempt(&self) -> u32;
 
@@ -133,13 +137,15 @@ pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
 #[async_trait]
 pub trait DeadLetters: Send + Sync + 'static {
     /// Dead letters of `subscription`, oldest first.
-    async fn list(&self, subscription: &str, page: Page) -> Result<Vec<DeadLetter>, TransportError>;
+    async fn list(&self, subscription: &str, page: Page)
+    -> Result<Vec<DeadLetter>, TransportError>;
 
     /// Number of dead letters of `subscription`.
     async fn count(&self, subscription: &str) -> Result<u64, TransportError>;
 
     /// One dead letter by id.
-    async fn get(&self, subscription: &str, id: &str) -> Result<Option<DeadLetter>, TransportError>;
+    async fn get(&self, subscription: &str, id: &str)
+    -> Result<Option<DeadLetter>, TransportError>;
 
     /// Sends a dead letter back ([`ReplayTarget`]) and removes it from the queue, with a fresh
     /// attempt count. Fails with [`TransportError::NotFound`] for an unknown id.

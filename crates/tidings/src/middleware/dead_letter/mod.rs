@@ -61,7 +61,9 @@ where
                     after: after.unwrap_or_default(),
                     error,
                 },
-                Disposition::Reject(reason) => Settlement::DeadLetter(Box::new(record(&req, reason))),
+                Disposition::Reject(reason) => {
+                    Settlement::DeadLetter(Box::new(record(&req, reason)))
+                }
             })
         })
     }

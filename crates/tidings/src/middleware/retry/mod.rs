@@ -111,7 +111,10 @@ mod tests {
         let svc = RetryLayer::new(policy).layer(failing());
         for attempt in 1..3 {
             let d = svc.clone().oneshot(handling(attempt)).await.unwrap();
-            let Disposition::Retry { after: Some(after), .. } = d else {
+            let Disposition::Retry {
+                after: Some(after), ..
+            } = d
+            else {
                 panic!("attempt {attempt}: {d:?}")
             };
             assert!(after <= policy.ceiling(attempt));

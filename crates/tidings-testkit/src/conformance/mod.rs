@@ -1,0 +1,130 @@
+//! The rules every transport must follow, one `async fn` each.
+//!
+//! Transport-level rules drive [`Transport`](tidings::transport::Transport) directly; the others
+//! run a [`Bus`](tidings::Bus) on it, since retries, dead-lettering and de-duplication are the
+//! runtime's job carried out through the transport's primitives.
+
+mod bus_rules;
+mod routing;
+mod transport_rules;
+
+pub use bus_rules::*;
+pub use routing::*;
+pub use transport_rules::*;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidings::envelope::Envelope;
+use tidings::retry::RetryPolicy;
+use tidings::topic::Pattern;
+use tidings::transport::{SubscriptionSpec, Transport};
+use tidings::{Bus, DomainEvent};
+
+use crate::Namespace;
+
+/// How long a case waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a case watches for something that should not happen.
+pub const QUIET: Duration = Duration::from_millis(500);
+
+/// An envelope with a small JSON body carrying `seq`.
+pub fn envelope(ns: &Namespace, topic: &str, seq: u64) -> Envelope {
+    Envelope::new(ns.as_str(), ns.topic(topic))
+        .with_subject(format!("order-{}", seq % 7))
+        .with_json_data(&serde_json::json!({ "seq": seq, "total": 100.5 }))
+        .expect("json")
+}
+
+/// The `seq` of an envelope made by [`envelope`].
+pub fn seq_of(envelope: &Envelope) -> u64 {
+    envelope
+        .data_as::<serde_json::Value>()
+        .ok()
+        .and_then(|v| v["seq"].as_u64())
+        .expect("conformance envelopes carry a seq")
+}
+
+/// A subscription spec in `ns` for `patterns` (relative to the namespace).
+pub fn spec(ns: &Namespace, name: &str, patterns: &[&str]) -> SubscriptionSpec {
+    SubscriptionSpec::new(
+        ns.subscription(name),
+        patterns
+            .iter()
+            .map(|p| Pattern::parse(&ns.topic(p)).expect("pattern")),
+    )
+}
+
+/// A bus on `transport` with a fast retry policy suited to tests.
+pub fn bus(ns: &Namespace, transport: Arc<dyn Transport>) -> Bus {
+    Bus::builder_shared(transport)
+        .source(ns.as_str())
+        .retry(fast_retry(3))
+        .shutdown_timeout(Duration::from_secs(10))
+        .build()
+        .expect("bus")
+}
+
+/// Backoff from 20 ms, capped at 100 ms, `attempts` in all.
+pub fn fast_retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy::exponential(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(100))
+        .with_max_attempts(attempts)
+}
+
+/// A typed event the suite uses where a typed handler is needed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, DomainEvent)]
+#[event(name = "conformance.order.created", version = 1)]
+pub struct OrderCreated {
+    /// Aggregate id.
+    #[event(subject)]
+    pub order_id: String,
+    /// Sequence number.
+    pub seq: u64,
+}
+
+/// One settled delivery, as the bus's observer saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// The subscription.
+    pub subscription: String,
+    /// `ack`, `retry` or `dead_letter`.
+    pub label: &'static str,
+    /// The event's id, when it was decodable.
+    pub id: Option<String>,
+}
+
+struct SettledProbe(Arc<crate::Probe<Settled>>);
+
+impl tidings::Observer for SettledProbe {
+    fn on_settled(
+        &self,
+        subscription: &str,
+        envelope: Option<&Envelope>,
+        settlement: &tidings::Settlement,
+        _elapsed: Duration,
+    ) {
+        self.0.push(Settled {
+            subscription: subscription.to_owned(),
+            label: settlement.label(),
+            id: envelope.map(|e| e.id.clone()),
+        });
+    }
+}
+
+/// A [`bus`] whose settlements are recorded in the returned probe, so that cases can wait for
+/// them instead of polling.
+pub fn observed_bus(
+    ns: &Namespace,
+    transport: Arc<dyn Transport>,
+) -> (Bus, Arc<crate::Probe<Settled>>) {
+    let probe = crate::Probe::new();
+    let bus = Bus::builder_shared(transport)
+        .source(ns.as_str())
+        .retry(fast_retry(3))
+        .shutdown_timeout(Duration::from_secs(10))
+        .observer(SettledProbe(probe.clone()))
+        .build()
+        .expect("bus");
+    (bus, probe)
+}

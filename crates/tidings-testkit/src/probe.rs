@@ -1,0 +1,77 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tidings::transport::{Delivery, DeliveryStream};
+use tokio::sync::Notify;
+
+/// Collects what handlers saw, and lets a test wait until enough arrived.
+#[derive(Debug)]
+pub struct Probe<T> {
+    items: Mutex<Vec<T>>,
+    changed: Notify,
+}
+
+impl<T: Clone> Probe<T> {
+    /// An empty probe, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            items: Mutex::new(Vec::new()),
+            changed: Notify::new(),
+        })
+    }
+
+    /// Records one item.
+    pub fn push(&self, item: T) {
+        self.items.lock().expect("probe lock").push(item);
+        self.changed.notify_waiters();
+    }
+
+    /// Everything recorded so far.
+    pub fn items(&self) -> Vec<T> {
+        self.items.lock().expect("probe lock").clone()
+    }
+
+    /// How many items were recorded.
+    pub fn len(&self) -> usize {
+        self.items.lock().expect("probe lock").len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until at least `n` items arrived, or `limit` passed; returns what is there.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<T> {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.len() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        self.items()
+    }
+}
+
+/// The next delivery of `stream`, or `None` after `limit`. Panics on a stream error.
+pub async fn recv(stream: &mut DeliveryStream, limit: Duration) -> Option<Box<dyn Delivery>> {
+    match tokio::time::timeout(limit, stream.next()).await {
+        Ok(Some(Ok(delivery))) => Some(delivery),
+        Ok(Some(Err(e))) => panic!("delivery stream failed: {e}"),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// Asserts that `stream` delivers nothing within `limit`.
+pub async fn recv_none(stream: &mut DeliveryStream, limit: Duration) {
+    if let Some(delivery) = recv(stream, limit).await {
+        panic!("expected no delivery, got {delivery:?}");
+    }
+}
