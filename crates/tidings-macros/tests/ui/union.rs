@@ -1,0 +1,7 @@
+#[derive(tidings::DomainEvent)]
+#[event(name = "order.created")]
+union OrderCreated {
+    id: u64,
+}
+
+fn main() {}

@@ -1,0 +1,365 @@
+//! Rules of the runtime that hold whatever the transport: correlation, naming, panics,
+//! time-outs, backpressure, delayed redelivery.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tidings::envelope::Envelope;
+use tidings::memory::{MemoryConfig, MemoryTransport};
+use tidings::retry::RetryPolicy;
+use tidings::topic::Pattern;
+use tidings::transport::{Publisher, Subscriber, SubscriptionSpec};
+use tidings::{Bus, DomainEvent, Error, Event, HandlerError};
+use tidings_testkit::{Probe, recv};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+#[event(name = "order.created", version = 1)]
+struct OrderCreated {
+    #[event(subject)]
+    order_id: String,
+    total: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+#[event(name = "notification.email", version = 2, category = "notification")]
+struct SendEmail {
+    order_id: String,
+}
+
+fn order(id: &str) -> OrderCreated {
+    OrderCreated {
+        order_id: id.into(),
+        total: 1000.0,
+    }
+}
+
+fn bus() -> Bus {
+    Bus::builder(MemoryTransport::new())
+        .source("oms-service")
+        .retry(
+            RetryPolicy::exponential(Duration::from_millis(10))
+                .with_max_attempts(3)
+                .with_max_delay(Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn published_envelopes_carry_type_version_subject_and_source() {
+    let bus = bus();
+    let probe = Probe::new();
+    let seen = probe.clone();
+    bus.subscribe_pattern("audit", "#", move |e: Arc<Envelope>| {
+        let seen = seen.clone();
+        async move {
+            seen.push((*e).clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    bus.publish(&order("o-1")).await.unwrap();
+    let got = probe.wait_for(1, WAIT).await;
+    let e = &got[0];
+    assert_eq!(e.ty, "order.created");
+    assert_eq!(e.source, "oms-service");
+    assert_eq!(e.subject.as_deref(), Some("o-1"));
+    assert_eq!(e.extensions.partitionkey.as_deref(), Some("o-1"));
+    assert_eq!(e.extensions.dataversion.as_deref(), Some("1"));
+    assert_eq!(e.datacontenttype.as_deref(), Some("application/json"));
+    assert_eq!(uuid_version(&e.id), Some(7), "ids are UUIDv7");
+    bus.shutdown().await.unwrap();
+}
+
+fn uuid_version(id: &str) -> Option<usize> {
+    // xxxxxxxx-xxxx-Vxxx-...
+    id.chars().nth(14).and_then(|c| c.to_digit(16)).map(|d| d as usize)
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishing_from_a_handler_sets_causation_and_keeps_correlation() {
+    let bus = bus();
+    let emails = Probe::new();
+    let seen = emails.clone();
+    bus.subscribe::<SendEmail, _>("mailer", move |e: Event<SendEmail>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(e.envelope().clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let publisher = bus.clone();
+    bus.subscribe::<OrderCreated, _>("notification", move |e: Event<OrderCreated>| {
+        let bus = publisher.clone();
+        async move {
+            bus.publish(&SendEmail {
+                order_id: e.order_id.clone(),
+            })
+            .await
+            .map_err(HandlerError::retry)?;
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+
+    let original = bus
+        .envelope(&order("o-9"))
+        .unwrap()
+        .with_correlation_id("req_xyz")
+        .with_tenant("tenant_abc");
+    bus.publish_envelope(original.clone()).await.unwrap();
+    let email = &emails.wait_for(1, WAIT).await[0];
+    assert_eq!(email.extensions.causationid.as_deref(), Some(original.id.as_str()));
+    assert_eq!(email.extensions.correlationid.as_deref(), Some("req_xyz"));
+    assert_eq!(email.extensions.tenantid.as_deref(), Some("tenant_abc"));
+    assert_eq!(email.extensions.dataversion.as_deref(), Some("2"));
+    assert_eq!(
+        email.extensions.category,
+        Some(tidings::envelope::Category::Notification)
+    );
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_event_of_a_flow_correlates_with_itself() {
+    let bus = bus();
+    let emails = Probe::new();
+    let seen = emails.clone();
+    bus.subscribe::<SendEmail, _>("mailer", move |e: Event<SendEmail>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(e.envelope().clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let publisher = bus.clone();
+    bus.subscribe::<OrderCreated, _>("notification", move |e: Event<OrderCreated>| {
+        let bus = publisher.clone();
+        async move {
+            bus.publish(&SendEmail {
+                order_id: e.order_id.clone(),
+            })
+            .await
+            .map_err(HandlerError::retry)
+        }
+    })
+    .await
+    .unwrap();
+    let original = bus.envelope(&order("o-1")).unwrap();
+    bus.publish_envelope(original.clone()).await.unwrap();
+    let email = &emails.wait_for(1, WAIT).await[0];
+    assert_eq!(email.extensions.correlationid.as_deref(), Some(original.id.as_str()));
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn naming_convention_violations_are_refused_at_registration() {
+    let bus = Bus::builder(MemoryTransport::new())
+        .naming_convention("[company].[service].[version].event.[resource].[action]")
+        .build()
+        .unwrap();
+    let err = bus.register::<OrderCreated>().unwrap_err();
+    assert!(matches!(err, Error::Naming(_)), "{err}");
+    let err = bus
+        .subscribe::<OrderCreated, _>("notification", |_: Event<OrderCreated>| async { Ok(()) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Naming(_)), "{err}");
+    assert!(bus.registered_types().is_empty());
+
+    assert!(
+        Bus::builder(MemoryTransport::new())
+            .naming_convention("[a]..[b]")
+            .build()
+            .is_err(),
+        "a malformed convention is refused when the bus is built"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_is_retried_then_dead_lettered_and_the_worker_survives() {
+    let bus = bus();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let handled = Probe::new();
+    let seen = handled.clone();
+    bus.subscribe::<OrderCreated, _>("fragile", move |e: Event<OrderCreated>| {
+        let (counter, seen) = (counter.clone(), seen.clone());
+        async move {
+            if e.order_id == "boom" {
+                counter.fetch_add(1, Ordering::SeqCst);
+                panic!("index out of bounds");
+            }
+            seen.push(e.order_id.clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    bus.publish(&order("boom")).await.unwrap();
+    bus.publish(&order("fine")).await.unwrap();
+    handled.wait_for(1, WAIT).await;
+    let dlq = bus.dead_letters();
+    let letters = loop {
+        let letters = dlq.list("fragile", Default::default()).await.unwrap();
+        if !letters.is_empty() {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(letters[0].reason.message.contains("handler panicked: index out of bounds"));
+    assert_eq!(handled.items(), ["fine"]);
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_timeout_is_a_transient_failure() {
+    let bus = bus();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    bus.subscription("slow")
+        .on::<OrderCreated, _>(move |_: Event<OrderCreated>| {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                Ok(())
+            }
+        })
+        .timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    bus.publish(&order("o-1")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "timed out once, then handled");
+    assert_eq!(bus.dead_letters().count("slow").await.unwrap(), 0);
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_makes_publishers_wait_instead_of_growing() {
+    let transport = MemoryTransport::with_config(MemoryConfig::default().with_queue_capacity(3));
+    let spec = SubscriptionSpec::new("slow", [Pattern::parse("#").unwrap()]);
+    let mut stream = transport.subscribe(&spec).await.unwrap();
+    for i in 0..3 {
+        transport
+            .publish(&Envelope::new("s", format!("e.{i}")))
+            .await
+            .unwrap();
+    }
+    let blocked = tokio::time::timeout(
+        Duration::from_secs(1),
+        transport.publish(&Envelope::new("s", "e.3")),
+    )
+    .await;
+    assert!(blocked.is_err(), "the fourth publish waits for room");
+    assert_eq!(transport.depth("slow"), 3);
+
+    let first = recv(&mut stream, WAIT).await.unwrap();
+    first.ack().await.unwrap();
+    tokio::time::timeout(WAIT, transport.publish(&Envelope::new("s", "e.3")))
+        .await
+        .expect("room after an ack")
+        .unwrap();
+    assert_eq!(transport.depth("slow"), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delayed_retry_holds_no_handler_slot() {
+    let bus = bus();
+    let handled = Probe::new();
+    let seen = handled.clone();
+    bus.subscription("single")
+        .on::<OrderCreated, _>(move |e: Event<OrderCreated>| {
+            let seen = seen.clone();
+            async move {
+                if e.order_id == "later" && seen.items().iter().all(|s: &String| s != "first-try") {
+                    seen.push("first-try".to_owned());
+                    return Err(HandlerError::retry_after(Duration::from_secs(60), "not yet"));
+                }
+                seen.push(e.order_id.clone());
+                Ok(())
+            }
+        })
+        .concurrency(1)
+        .retry(RetryPolicy::default().with_max_delay(Duration::from_secs(120)))
+        .start()
+        .await
+        .unwrap();
+    bus.publish(&order("later")).await.unwrap();
+    for i in 0..5 {
+        bus.publish(&order(&format!("o-{i}"))).await.unwrap();
+    }
+    // With one slot, the five others are handled while "later" waits out its minute.
+    let got = handled.wait_for(6, Duration::from_secs(30)).await;
+    assert_eq!(got, ["first-try", "o-0", "o-1", "o-2", "o-3", "o-4"]);
+    let got = handled.wait_for(7, Duration::from_secs(120)).await;
+    assert_eq!(got.last().map(String::as_str), Some("later"));
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscription_names_are_unique_per_bus_and_publish_after_shutdown_fails() {
+    let bus = bus();
+    let h = |_: Event<OrderCreated>| async { Ok(()) };
+    let handle = bus.subscribe::<OrderCreated, _>("one", h).await.unwrap();
+    let err = bus.subscribe::<OrderCreated, _>("one", h).await.unwrap_err();
+    assert!(matches!(err, Error::SubscriptionExists(_)), "{err}");
+    handle.stop().await;
+    let again = bus.subscribe::<OrderCreated, _>("one", h).await;
+    assert!(again.is_ok(), "the name is free once stopped");
+    assert!(matches!(
+        bus.subscription("empty").start().await,
+        Err(Error::NoHandler(_))
+    ));
+    bus.shutdown().await.unwrap();
+    assert!(matches!(bus.publish(&order("x")).await, Err(Error::Closed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulk_replay_is_rate_limited_and_replays_a_snapshot() {
+    let bus = bus();
+    let seen = Probe::new();
+    let probe = seen.clone();
+    bus.subscription("refunds")
+        .on::<OrderCreated, _>(move |e: Event<OrderCreated>| {
+            let probe = probe.clone();
+            async move {
+                probe.push(e.order_id.clone());
+                Err(HandlerError::reject("always"))
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        bus.publish(&order(&format!("o-{i}"))).await.unwrap();
+    }
+    seen.wait_for(10, WAIT).await;
+    let dlq = bus.dead_letters();
+    while dlq.count("refunds").await.unwrap() < 10 {
+        tokio::task::yield_now().await;
+    }
+    let started = tokio::time::Instant::now();
+    let replayed = dlq
+        .replay_all("refunds", tidings::ReplayRate::per_second(5))
+        .await
+        .unwrap();
+    assert_eq!(replayed, 10, "each letter replayed once, even though they fail again");
+    assert!(started.elapsed() >= Duration::from_millis(1800), "{:?}", started.elapsed());
+    seen.wait_for(20, WAIT).await;
+    bus.shutdown().await.unwrap();
+}
