@@ -74,7 +74,7 @@ impl DeadLetter {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Original {
     /// A decoded event, exactly as received.
-    Envelope(Envelope),
+    Envelope(Box<Envelope>),
     /// Bytes that could not be decoded.
     Undecodable {
         /// The raw body.

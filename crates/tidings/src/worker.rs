@@ -124,7 +124,7 @@ impl Worker {
             );
             let letter = DeadLetter::new(
                 self.name.to_string(),
-                Original::Envelope((*envelope).clone()),
+                Original::Envelope(Box::new((*envelope).clone())),
                 reason,
             )
             .with_attempts(delivery.attempt(), delivery.failures().first_failure_at);

@@ -67,7 +67,7 @@ impl DeadLetters for MemoryTransport {
                 "an undecodable message cannot be replayed; inspect and purge it".into(),
             ));
         };
-        let envelope = Arc::new(envelope);
+        let envelope: Arc<crate::envelope::Envelope> = Arc::from(envelope);
         match target {
             ReplayTarget::Subscription => {
                 queue.reserve().await?;

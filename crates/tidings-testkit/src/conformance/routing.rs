@@ -88,14 +88,14 @@ pub async fn pattern_routing_matches_the_reference_matcher(harness: &impl Harnes
     for (i, k) in probe.items() {
         assert!(got.entry(i).or_default().insert(k), "duplicate delivery");
     }
-    for i in 0..patterns.len() {
+    for (i, pattern) in patterns.iter().enumerate() {
         let want = expected.remove(&i).unwrap_or_default();
         let have = got.remove(&i).unwrap_or_default();
         assert_eq!(
             have,
             want,
             "pattern {:?}: keys {:?}",
-            full(&patterns[i]),
+            full(pattern),
             have.symmetric_difference(&want)
                 .map(|k| full(&keys[*k as usize]))
                 .collect::<Vec<_>>()

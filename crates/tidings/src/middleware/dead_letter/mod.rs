@@ -32,7 +32,7 @@ pub struct DeadLettering<S> {
 pub(crate) fn record(req: &Handling, reason: Reason) -> DeadLetter {
     DeadLetter::new(
         req.subscription.to_string(),
-        Original::Envelope((*req.envelope).clone()),
+        Original::Envelope(Box::new((*req.envelope).clone())),
         reason,
     )
     .with_handler(req.handler.to_string())
