@@ -70,6 +70,9 @@ async fn main() -> tidings::Result<()> {
     gateway_up.store(true, Ordering::SeqCst);
     dlq.replay("ledger", &letter.id).await?;
     handled.recv().await;
-    println!("replayed; dead letters left: {}", dlq.count("ledger").await?);
+    println!(
+        "replayed; dead letters left: {}",
+        dlq.count("ledger").await?
+    );
     bus.shutdown().await
 }

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
+use tidings::Bus;
 use tidings::envelope::Envelope;
 use tidings::memory::MemoryTransport;
-use tidings::Bus;
 
 #[tokio::main]
 async fn main() -> tidings::Result<()> {
@@ -34,9 +34,15 @@ async fn main() -> tidings::Result<()> {
     }
     drop(tx);
 
-    let topics = ["order.created", "product.updated", "product.stock.low", "customer.created"];
+    let topics = [
+        "order.created",
+        "product.updated",
+        "product.stock.low",
+        "customer.created",
+    ];
     for topic in topics {
-        bus.publish_envelope(Envelope::new("catalog-service", topic)).await?;
+        bus.publish_envelope(Envelope::new("catalog-service", topic))
+            .await?;
     }
     // order.created: notification, analytics; product.updated: search, analytics;
     // product.stock.low: inventory, search, analytics; customer.created: analytics.

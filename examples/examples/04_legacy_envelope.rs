@@ -17,8 +17,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "metadata": {"version": "1.0", "user_id": "user_123"}
     }"#;
     let envelope = Legacy.decode(from_go_service)?;
-    println!("as CloudEvents: {}", String::from_utf8(StructuredJson.encode(&envelope)?)?);
-    println!("back to legacy: {}", String::from_utf8(Legacy.encode(&envelope)?)?);
+    println!(
+        "as CloudEvents: {}",
+        String::from_utf8(StructuredJson.encode(&envelope)?)?
+    );
+    println!(
+        "back to legacy: {}",
+        String::from_utf8(Legacy.encode(&envelope)?)?
+    );
 
     match StructuredJson.decode(br#"{"specversion":"1.0","id":"1","source":"s"}"#) {
         Err(e) => println!("a broken event says what is wrong: {e}"),

@@ -174,7 +174,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("\n3. the dead-letter queue of `ledger`");
     println!("  id:            {}", letter.id);
-    println!("  event:         {} {}", letter.envelope().map_or("?", |e| e.ty.as_str()), letter.envelope().map_or("?", |e| e.id.as_str()));
+    println!(
+        "  event:         {} {}",
+        letter.envelope().map_or("?", |e| e.ty.as_str()),
+        letter.envelope().map_or("?", |e| e.id.as_str())
+    );
     println!("  reason:        {}", letter.reason);
     println!("  attempts:      {}", letter.attempts);
     println!("  first failure: {}", letter.first_failure_at);
@@ -184,7 +188,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     gateway_up.store(true, Ordering::SeqCst);
     dlq.replay("ledger", &letter.id).await?;
     ledger.recv().await.context("ledger stopped")?;
-    println!("  dead letters left in ledger: {}", dlq.count("ledger").await?);
+    println!(
+        "  dead letters left in ledger: {}",
+        dlq.count("ledger").await?
+    );
 
     println!("\n5. graceful shutdown");
     bus.shutdown().await?;

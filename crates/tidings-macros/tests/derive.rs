@@ -45,9 +45,14 @@ fn version_defaults_to_one_and_category_to_none() {
 
 #[test]
 fn the_subject_field_becomes_the_subject() {
-    assert_eq!(OrderCreated { order_id: 42 }.subject().as_deref(), Some("42"));
     assert_eq!(
-        SegmentChanged("cust_1".into(), "vip".into()).subject().as_deref(),
+        OrderCreated { order_id: 42 }.subject().as_deref(),
+        Some("42")
+    );
+    assert_eq!(
+        SegmentChanged("cust_1".into(), "vip".into())
+            .subject()
+            .as_deref(),
         Some("cust_1")
     );
 }

@@ -78,7 +78,10 @@ async fn published_envelopes_carry_type_version_subject_and_source() {
 
 fn uuid_version(id: &str) -> Option<usize> {
     // xxxxxxxx-xxxx-Vxxx-...
-    id.chars().nth(14).and_then(|c| c.to_digit(16)).map(|d| d as usize)
+    id.chars()
+        .nth(14)
+        .and_then(|c| c.to_digit(16))
+        .map(|d| d as usize)
 }
 
 #[tokio::test(start_paused = true)]
@@ -117,7 +120,10 @@ async fn publishing_from_a_handler_sets_causation_and_keeps_correlation() {
         .with_tenant("tenant_abc");
     bus.publish_envelope(original.clone()).await.unwrap();
     let email = &emails.wait_for(1, WAIT).await[0];
-    assert_eq!(email.extensions.causationid.as_deref(), Some(original.id.as_str()));
+    assert_eq!(
+        email.extensions.causationid.as_deref(),
+        Some(original.id.as_str())
+    );
     assert_eq!(email.extensions.correlationid.as_deref(), Some("req_xyz"));
     assert_eq!(email.extensions.tenantid.as_deref(), Some("tenant_abc"));
     assert_eq!(email.extensions.dataversion.as_deref(), Some("2"));
@@ -158,7 +164,10 @@ async fn the_first_event_of_a_flow_correlates_with_itself() {
     let original = bus.envelope(&order("o-1")).unwrap();
     bus.publish_envelope(original.clone()).await.unwrap();
     let email = &emails.wait_for(1, WAIT).await[0];
-    assert_eq!(email.extensions.correlationid.as_deref(), Some(original.id.as_str()));
+    assert_eq!(
+        email.extensions.correlationid.as_deref(),
+        Some(original.id.as_str())
+    );
     bus.shutdown().await.unwrap();
 }
 
@@ -218,7 +227,12 @@ async fn a_panicking_handler_is_retried_then_dead_lettered_and_the_worker_surviv
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert!(letters[0].reason.message.contains("handler panicked: index out of bounds"));
+    assert!(
+        letters[0]
+            .reason
+            .message
+            .contains("handler panicked: index out of bounds")
+    );
     assert_eq!(handled.items(), ["fine"]);
     bus.shutdown().await.unwrap();
 }
@@ -244,7 +258,11 @@ async fn a_handler_past_its_timeout_is_a_transient_failure() {
         .unwrap();
     bus.publish(&order("o-1")).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "timed out once, then handled");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "timed out once, then handled"
+    );
     assert_eq!(bus.dead_letters().count("slow").await.unwrap(), 0);
     bus.shutdown().await.unwrap();
 }
@@ -288,7 +306,10 @@ async fn a_delayed_retry_holds_no_handler_slot() {
             async move {
                 if e.order_id == "later" && seen.items().iter().all(|s: &String| s != "first-try") {
                     seen.push("first-try".to_owned());
-                    return Err(HandlerError::retry_after(Duration::from_secs(60), "not yet"));
+                    return Err(HandlerError::retry_after(
+                        Duration::from_secs(60),
+                        "not yet",
+                    ));
                 }
                 seen.push(e.order_id.clone());
                 Ok(())
@@ -316,7 +337,10 @@ async fn subscription_names_are_unique_per_bus_and_publish_after_shutdown_fails(
     let bus = bus();
     let h = |_: Event<OrderCreated>| async { Ok(()) };
     let handle = bus.subscribe::<OrderCreated, _>("one", h).await.unwrap();
-    let err = bus.subscribe::<OrderCreated, _>("one", h).await.unwrap_err();
+    let err = bus
+        .subscribe::<OrderCreated, _>("one", h)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::SubscriptionExists(_)), "{err}");
     handle.stop().await;
     let again = bus.subscribe::<OrderCreated, _>("one", h).await;
@@ -358,8 +382,15 @@ async fn bulk_replay_is_rate_limited_and_replays_a_snapshot() {
         .replay_all("refunds", tidings::ReplayRate::per_second(5))
         .await
         .unwrap();
-    assert_eq!(replayed, 10, "each letter replayed once, even though they fail again");
-    assert!(started.elapsed() >= Duration::from_millis(1800), "{:?}", started.elapsed());
+    assert_eq!(
+        replayed, 10,
+        "each letter replayed once, even though they fail again"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        started.elapsed()
+    );
     seen.wait_for(20, WAIT).await;
     bus.shutdown().await.unwrap();
 }
