@@ -3,7 +3,7 @@
 //! A transport crate's `tests/conformance.rs` implements [`Harness`] and expands
 //! [`conformance_suite!`], which generates one `#[tokio::test]` per rule:
 //!
-//! ```ignore
+//! ```
 //! struct Memory;
 //!
 //! #[async_trait::async_trait]
@@ -14,6 +14,7 @@
 //! }
 //!
 //! tidings_testkit::conformance_suite!(Memory, start_paused = true);
+//! # fn main() {}
 //! ```
 //!
 //! Every case works in its own namespace (a random prefix on topics and subscription names),
