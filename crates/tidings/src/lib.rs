@@ -91,3 +91,8 @@ pub use tidings_macros::DomainEvent;
 pub mod topic {
     pub use tidings_core::topic::*;
 }
+
+/// The README's examples, compiled and run as doc tests so that they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
