@@ -29,6 +29,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Logs go to stderr; `RUST_LOG=tidings=debug` shows every handling span.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .init();
     match cli.command {
         Command::Demo(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
