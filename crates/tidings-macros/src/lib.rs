@@ -94,7 +94,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             quote!(::core::option::Option::Some(#krate::envelope::Category::#variant))
         }
     };
-    let subject = subject_fn(input, &krate)?;
+    let subject = subject_fn(input)?;
 
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
@@ -226,8 +226,7 @@ fn check_name(lit: &LitStr) -> syn::Result<()> {
     }
 }
 
-fn subject_fn(input: &DeriveInput, krate: &TokenStream2) -> syn::Result<TokenStream2> {
-    let _ = krate;
+fn subject_fn(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let mut subject: Option<Member> = None;
     let check_fields = |fields: &Fields, subject: &mut Option<Member>, in_enum: bool| {
         for (index, field) in fields.iter().enumerate() {

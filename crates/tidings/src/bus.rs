@@ -224,7 +224,7 @@ impl Bus {
     /// Publishes a typed event; returns once the transport confirmed it.
     pub async fn publish<T: DomainEvent>(&self, event: &T) -> Result<()> {
         let envelope = self.envelope(event)?;
-        self.publish_envelope(envelope).await
+        self.send(vec![envelope]).await
     }
 
     /// Publishes typed events as one batch, with confirms pipelined where the transport can.
@@ -233,7 +233,7 @@ impl Bus {
             .iter()
             .map(|e| self.envelope(e))
             .collect::<Result<Vec<_>>>()?;
-        self.publish_envelopes(envelopes).await
+        self.send(envelopes).await
     }
 
     /// Publishes a raw envelope (from another language, a gateway, a replay). Inside a
@@ -242,8 +242,17 @@ impl Bus {
         self.publish_envelopes(vec![envelope]).await
     }
 
-    /// Publishes raw envelopes as one batch.
-    pub async fn publish_envelopes(&self, mut envelopes: Vec<Envelope>) -> Result<()> {
+    /// Publishes raw envelopes as one batch. Their types are checked against the naming
+    /// convention, as typed events are when registered.
+    pub async fn publish_envelopes(&self, envelopes: Vec<Envelope>) -> Result<()> {
+        for envelope in &envelopes {
+            self.inner.registry.check(&envelope.ty)?;
+        }
+        self.send(envelopes).await
+    }
+
+    /// Fills in the handling context and publishes; names were checked by the caller.
+    async fn send(&self, mut envelopes: Vec<Envelope>) -> Result<()> {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Closed);
         }
@@ -251,9 +260,6 @@ impl Bus {
             for envelope in &mut envelopes {
                 context.apply(envelope);
             }
-        }
-        for envelope in &envelopes {
-            self.inner.registry.check(&envelope.ty)?;
         }
         let span = tracing::debug_span!(
             "tidings.publish",

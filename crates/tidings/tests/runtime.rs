@@ -84,59 +84,9 @@ fn uuid_version(id: &str) -> Option<usize> {
         .map(|d| d as usize)
 }
 
-#[tokio::test(start_paused = true)]
-async fn publishing_from_a_handler_sets_causation_and_keeps_correlation() {
-    let bus = bus();
-    let emails = Probe::new();
-    let seen = emails.clone();
-    bus.subscribe::<SendEmail, _>("mailer", move |e: Event<SendEmail>| {
-        let seen = seen.clone();
-        async move {
-            seen.push(e.envelope().clone());
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
-    let publisher = bus.clone();
-    bus.subscribe::<OrderCreated, _>("notification", move |e: Event<OrderCreated>| {
-        let bus = publisher.clone();
-        async move {
-            bus.publish(&SendEmail {
-                order_id: e.order_id.clone(),
-            })
-            .await
-            .map_err(HandlerError::retry)?;
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
-
-    let original = bus
-        .envelope(&order("o-9"))
-        .unwrap()
-        .with_correlation_id("req_xyz")
-        .with_tenant("tenant_abc");
-    bus.publish_envelope(original.clone()).await.unwrap();
-    let email = &emails.wait_for(1, WAIT).await[0];
-    assert_eq!(
-        email.extensions.causationid.as_deref(),
-        Some(original.id.as_str())
-    );
-    assert_eq!(email.extensions.correlationid.as_deref(), Some("req_xyz"));
-    assert_eq!(email.extensions.tenantid.as_deref(), Some("tenant_abc"));
-    assert_eq!(email.extensions.dataversion.as_deref(), Some("2"));
-    assert_eq!(
-        email.extensions.category,
-        Some(tidings::envelope::Category::Notification)
-    );
-    bus.shutdown().await.unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn the_first_event_of_a_flow_correlates_with_itself() {
-    let bus = bus();
+/// `notification` handles OrderCreated by publishing SendEmail; `mailer` records the
+/// envelopes of the emails it gets.
+async fn order_to_email_chain(bus: &Bus) -> Arc<Probe<Envelope>> {
     let emails = Probe::new();
     let seen = emails.clone();
     bus.subscribe::<SendEmail, _>("mailer", move |e: Event<SendEmail>| {
@@ -161,6 +111,38 @@ async fn the_first_event_of_a_flow_correlates_with_itself() {
     })
     .await
     .unwrap();
+    emails
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishing_from_a_handler_sets_causation_and_keeps_correlation() {
+    let bus = bus();
+    let emails = order_to_email_chain(&bus).await;
+    let original = bus
+        .envelope(&order("o-9"))
+        .unwrap()
+        .with_correlation_id("req_xyz")
+        .with_tenant("tenant_abc");
+    bus.publish_envelope(original.clone()).await.unwrap();
+    let email = &emails.wait_for(1, WAIT).await[0];
+    assert_eq!(
+        email.extensions.causationid.as_deref(),
+        Some(original.id.as_str())
+    );
+    assert_eq!(email.extensions.correlationid.as_deref(), Some("req_xyz"));
+    assert_eq!(email.extensions.tenantid.as_deref(), Some("tenant_abc"));
+    assert_eq!(email.extensions.dataversion.as_deref(), Some("2"));
+    assert_eq!(
+        email.extensions.category,
+        Some(tidings::envelope::Category::Notification)
+    );
+    bus.shutdown().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_event_of_a_flow_correlates_with_itself() {
+    let bus = bus();
+    let emails = order_to_email_chain(&bus).await;
     let original = bus.envelope(&order("o-1")).unwrap();
     bus.publish_envelope(original.clone()).await.unwrap();
     let email = &emails.wait_for(1, WAIT).await[0];

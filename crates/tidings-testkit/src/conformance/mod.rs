@@ -55,16 +55,6 @@ pub fn spec(ns: &Namespace, name: &str, patterns: &[&str]) -> SubscriptionSpec {
     )
 }
 
-/// A bus on `transport` with a fast retry policy suited to tests.
-pub fn bus(ns: &Namespace, transport: Arc<dyn Transport>) -> Bus {
-    Bus::builder_shared(transport)
-        .source(ns.as_str())
-        .retry(fast_retry(3))
-        .shutdown_timeout(Duration::from_secs(10))
-        .build()
-        .expect("bus")
-}
-
 /// Backoff from 20 ms, capped at 100 ms, `attempts` in all.
 pub fn fast_retry(attempts: u32) -> RetryPolicy {
     RetryPolicy::exponential(Duration::from_millis(20))
@@ -112,7 +102,7 @@ impl tidings::Observer for SettledProbe {
     }
 }
 
-/// A [`bus`] whose settlements are recorded in the returned probe, so that cases can wait for
+/// A bus on `transport` with a fast retry policy suited to tests, whose settlements are recorded in the returned probe, so that cases can wait for
 /// them instead of polling.
 pub fn observed_bus(
     ns: &Namespace,
