@@ -39,6 +39,17 @@ pub trait Inbox: Send + Sync + 'static {
 #[error("inbox unavailable: {0}")]
 pub struct InboxError(#[source] pub BoxError);
 
+#[async_trait]
+impl<I: Inbox + ?Sized> Inbox for std::sync::Arc<I> {
+    async fn contains(&self, key: &InboxKey) -> Result<bool, InboxError> {
+        (**self).contains(key).await
+    }
+
+    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
+        (**self).insert(key).await
+    }
+}
+
 /// Remembers the last `capacity` handled events, in memory.
 ///
 /// Duplicates that arrive further apart than the window are not caught; use a SQL inbox when

@@ -20,6 +20,7 @@
 //! | [`retry`] | exponential backoff with full jitter |
 //! | [`dead_letter`] | dead-letter records and replay targets |
 //! | [`inbox`] | de-duplication by (subscription, source, id) |
+//! | [`outbox`] | the transactional outbox contract that relays drain |
 //! | [`transport`] | `Publisher`, `Subscriber`, `Delivery`, `DeadLetters`, `Transport` |
 //! | [`memory`] | the in-memory transport |
 
@@ -30,6 +31,7 @@ pub mod event;
 pub mod inbox;
 pub mod memory;
 pub mod naming;
+pub mod outbox;
 pub mod outcome;
 pub mod retry;
 pub mod topic;

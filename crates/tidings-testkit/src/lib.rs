@@ -24,9 +24,11 @@
 
 pub mod conformance;
 mod harness;
+pub mod outbox;
 mod probe;
 
 pub use harness::{Harness, Namespace};
+pub use outbox::OutboxHarness;
 pub use probe::{Probe, recv, recv_none};
 
 #[doc(hidden)]

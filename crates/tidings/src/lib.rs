@@ -83,7 +83,8 @@ pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
 
 pub use tidings_core::outcome::{Failure, HandlerError};
 pub use tidings_core::{
-    DomainEvent, codec, dead_letter, envelope, inbox, memory, naming, outcome, retry, transport,
+    DomainEvent, codec, dead_letter, envelope, inbox, memory, naming, outbox, outcome, retry,
+    transport,
 };
 pub use tidings_macros::DomainEvent;
 

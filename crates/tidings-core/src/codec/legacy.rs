@@ -83,10 +83,10 @@ impl Codec for Legacy {
             };
             metadata.insert(key.to_owned(), value);
         }
-        if let Some(ExtensionValue::String(rest)) = ext.other.get(LEGACY_METADATA) {
-            if let Ok(Value::Object(rest)) = serde_json::from_str(rest) {
-                metadata.extend(rest);
-            }
+        if let Some(ExtensionValue::String(rest)) = ext.other.get(LEGACY_METADATA)
+            && let Ok(Value::Object(rest)) = serde_json::from_str(rest)
+        {
+            metadata.extend(rest);
         }
         if !metadata.is_empty() {
             out.insert("metadata".into(), Value::Object(metadata));

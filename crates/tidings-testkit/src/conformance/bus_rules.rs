@@ -136,7 +136,7 @@ pub async fn continue_after_errors(harness: &impl Harness) {
             let seen = seen.clone();
             async move {
                 let seq = seq_of(&e);
-                if seq % 3 == 0 {
+                if seq.is_multiple_of(3) {
                     return Err(HandlerError::reject(format!("bad sku in event {seq}")));
                 }
                 seen.push(seq);

@@ -86,13 +86,13 @@ where
                 }
             }
             let disposition = inner.call(req).await?;
-            if disposition == Disposition::Ack {
-                if let Err(e) = inbox.insert(&key).await {
-                    // Handled but not recorded: redelivery may run it again, which
-                    // at-least-once allows; acking now would lose nothing either, but the
-                    // next duplicate would slip through, so say so.
-                    tracing::warn!(error = %e, id = %key.id, "handled event not recorded in the inbox");
-                }
+            if disposition == Disposition::Ack
+                && let Err(e) = inbox.insert(&key).await
+            {
+                // Handled but not recorded: redelivery may run it again, which
+                // at-least-once allows; acking now would lose nothing either, but the
+                // next duplicate would slip through, so say so.
+                tracing::warn!(error = %e, id = %key.id, "handled event not recorded in the inbox");
             }
             Ok(disposition)
         })
