@@ -28,15 +28,18 @@ async fn pool(dir: &tempfile::TempDir) -> SqlitePool {
 }
 
 impl Sqlite {
-    async fn new() -> Self {
+    async fn new() -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let app = pool(&dir).await;
-        sqlx::query("CREATE TABLE orders (id TEXT PRIMARY KEY, total REAL NOT NULL)")
-            .execute(&app)
-            .await
-            .expect("application table");
+        sqlx::raw_sql(
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, total REAL NOT NULL); \
+             CREATE TABLE ledger (entry INTEGER PRIMARY KEY, event_id TEXT NOT NULL);",
+        )
+        .execute(&app)
+        .await
+        .expect("application tables");
         let outbox = SqliteOutbox::new(app.clone()).await.expect("outbox");
-        Self { dir, app, outbox }
+        Some(Self { dir, app, outbox })
     }
 }
 
@@ -66,6 +69,41 @@ impl OutboxHarness for Sqlite {
 
     async fn inbox(&self) -> Arc<dyn Inbox> {
         Arc::new(SqliteInbox::new(self.app.clone()).await.expect("inbox"))
+    }
+
+    async fn handle_in_transaction(
+        &self,
+        subscription: &str,
+        envelope: &Envelope,
+        commit: bool,
+    ) -> bool {
+        let inbox = SqliteInbox::new(self.app.clone()).await.expect("inbox");
+        let mut tx = self.app.begin().await.expect("begin");
+        let new = inbox
+            .record(&mut tx, subscription, envelope)
+            .await
+            .expect("record");
+        if new {
+            sqlx::query("INSERT INTO ledger (event_id) VALUES (?)")
+                .bind(&envelope.id)
+                .execute(&mut *tx)
+                .await
+                .expect("handler's write");
+        }
+        if commit {
+            tx.commit().await.expect("commit");
+        } else {
+            tx.rollback().await.expect("rollback");
+        }
+        new
+    }
+
+    async fn handled_rows(&self) -> u64 {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger")
+            .fetch_one(&self.app)
+            .await
+            .expect("count");
+        n.try_into().expect("count")
     }
 }
 

@@ -26,6 +26,7 @@ pub mod conformance;
 mod harness;
 pub mod outbox;
 mod probe;
+pub mod service;
 
 pub use harness::{Harness, Namespace};
 pub use outbox::OutboxHarness;

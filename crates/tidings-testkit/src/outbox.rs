@@ -32,6 +32,19 @@ pub trait OutboxHarness: Send + Sync + 'static {
 
     /// The database's inbox.
     async fn inbox(&self) -> Arc<dyn Inbox>;
+
+    /// Handles `envelope` the way a handler joining its own transaction would: in one
+    /// transaction, records it in the inbox for `subscription` and, if it was new, writes one
+    /// row of the application's; then commits or rolls back. Returns whether it was new.
+    async fn handle_in_transaction(
+        &self,
+        subscription: &str,
+        envelope: &Envelope,
+        commit: bool,
+    ) -> bool;
+
+    /// Rows written by [`handle_in_transaction`](Self::handle_in_transaction) and committed.
+    async fn handled_rows(&self) -> u64;
 }
 
 fn event(ns: &Namespace, subject: usize, seq: u64) -> Envelope {
@@ -261,7 +274,53 @@ pub async fn two_relays_deliver_everything_once_in_subject_order(harness: &impl 
     bus.shutdown().await.expect("shutdown");
 }
 
-/// Expands to one test per outbox rule, for the given [`OutboxHarness`] expression.
+/// A handler that records the event in the inbox inside its own transaction commits its work
+/// and the de-duplication together: a rolled-back attempt leaves no inbox row (the retry
+/// handles the event), a committed one makes every later duplicate a no-op.
+pub async fn inbox_row_commits_with_the_handlers_transaction(harness: &impl OutboxHarness) {
+    let ns = Namespace::new();
+    let name = ns.subscription("billing");
+    let event = event(&ns, 1, 1);
+    assert!(
+        harness.handle_in_transaction(&name, &event, false).await,
+        "first attempt sees a new event"
+    );
+    assert_eq!(
+        harness.handled_rows().await,
+        0,
+        "the failed attempt left nothing"
+    );
+    assert!(
+        harness.handle_in_transaction(&name, &event, true).await,
+        "the retry sees the event as new: the rolled-back inbox row is gone"
+    );
+    for _ in 0..3 {
+        assert!(
+            !harness.handle_in_transaction(&name, &event, true).await,
+            "a duplicate after the commit is recognised"
+        );
+    }
+    assert_eq!(harness.handled_rows().await, 1, "handled exactly once");
+    let other = ns.subscription("shipping");
+    assert!(
+        harness.handle_in_transaction(&other, &event, true).await,
+        "another subscription handles the same event on its own"
+    );
+    let inbox = harness.inbox().await;
+    let key = tidings::inbox::InboxKey {
+        subscription: name,
+        source: event.source.clone(),
+        id: event.id.clone(),
+    };
+    assert!(
+        inbox.contains(&key).await.expect("inbox"),
+        "the bus's inbox sees the row"
+    );
+}
+
+/// Expands to one test per outbox rule. The expression is a future of
+/// `Option<impl OutboxHarness>`: `None` when the database is unreachable (see
+/// [`service::unavailable`](crate::service::unavailable)).
 #[macro_export]
 macro_rules! outbox_suite {
     ($harness:expr) => {
@@ -269,6 +328,7 @@ macro_rules! outbox_suite {
             rolled_back_transaction_publishes_nothing,
             relay_killed_after_publish_gives_a_duplicate_the_inbox_removes,
             two_relays_deliver_everything_once_in_subject_order,
+            inbox_row_commits_with_the_handlers_transaction,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
@@ -279,7 +339,7 @@ macro_rules! outbox_suite {
                 worker_threads = 2
             )]
             async fn $case() {
-                let harness = $harness.await;
+                let Some(harness) = $harness.await else { return };
                 $crate::outbox::$case(&harness).await;
             }
         )*

@@ -1,0 +1,40 @@
+//! The transactional outbox and inbox of tidings on PostgreSQL.
+//!
+//! - [`PgOutbox`]: stage events in the application's own transaction; any number of
+//!   [`Relay`](tidings_core::outbox::Relay)s publish them, sharing the work with
+//!   `FOR UPDATE SKIP LOCKED`, woken by `LISTEN`/`NOTIFY` with polling as the fallback.
+//! - [`PgInbox`]: de-duplication by (subscription, source, id), optionally joined to the
+//!   handler's own transaction.
+//!
+//! Tables are created by versioned sqlx migrations, tracked in `_tidings_outbox_migrations`
+//! so that they never collide with the application's own migrations.
+
+mod error;
+mod inbox;
+mod outbox;
+
+pub use error::{Error, Result};
+pub use inbox::PgInbox;
+pub use outbox::{CHANNEL, PgOutbox};
+
+use sqlx::PgConnection;
+use sqlx::migrate::{MigrateError, Migrator};
+
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.dangerous_set_table_name("_tidings_outbox_migrations");
+    migrator
+}
+
+/// Applies the schema. `run_direct` is what `Migrator::run` calls after acquiring; calling it
+/// on the connection avoids `run`'s higher-ranked `Acquire` bound, which would make callers'
+/// futures not provably `Send`.
+async fn migrate(conn: &mut PgConnection) -> Result<()> {
+    migrator()
+        .run_direct(None, conn, false)
+        .await
+        .map_err(|e| match e {
+            MigrateError::VersionMissing(version) => Error::NewerSchema(version),
+            other => Error::Migrate(other),
+        })
+}
