@@ -49,6 +49,7 @@ mod failover;
 mod inbox;
 mod outbox;
 mod publisher;
+mod reserve;
 mod routes;
 mod signal;
 mod store;

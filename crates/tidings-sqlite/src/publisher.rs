@@ -44,7 +44,10 @@ pub(crate) async fn enqueue_to(
     message: &Outgoing,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    if batch.full {
+        return Err(Error::Full);
+    }
+    let inserted = sqlx::query(
         "INSERT INTO tidings_messages \
          (subscription, topic, content_type, body, published_at, visible_at) \
          VALUES (?, ?, ?, ?, ?, ?)",
@@ -56,7 +59,14 @@ pub(crate) async fn enqueue_to(
     .bind(now)
     .bind(now)
     .execute(&mut batch.conn)
-    .await?;
+    .await;
+    if let Err(error) = inserted {
+        let error = Error::from(error);
+        if matches!(error, Error::Full) {
+            batch.hit_full = true;
+        }
+        return Err(error);
+    }
     batch.wake(subscription);
     Ok(())
 }

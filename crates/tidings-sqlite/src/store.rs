@@ -73,6 +73,7 @@ fn connect_options(config: &SqliteConfig) -> SqliteConnectOptions {
         })
         .busy_timeout(config.busy_timeout)
         .foreign_keys(true)
+        .pragma("wal_autocheckpoint", crate::reserve::WAL_PAGES.to_string())
         .disable_statement_logging();
     if let Some(bytes) = config.max_size {
         // The page size is 4096 for new files; max_page_count is what SQLite enforces.
@@ -103,6 +104,8 @@ pub(crate) async fn open(config: SqliteConfig) -> Result<Shared> {
     refuse_foreign(&mut conn, &path).await?;
     migrate(&store_migrator(), &mut conn, &path).await?;
     migrate(&outbox_migrator(), &mut conn, &path).await?;
+    let reserve_file = crate::reserve::file_of(&path);
+    crate::reserve::ensure(&mut conn, &reserve_file).await;
 
     let reader = SqlitePoolOptions::new()
         .max_connections(4)
@@ -112,7 +115,7 @@ pub(crate) async fn open(config: SqliteConfig) -> Result<Shared> {
         .map_err(|e| error::opening(&path, e))?;
     let signals = Arc::new(Signals::default());
     let writer = Writer::spawn(
-        Batch::new(conn, config.require_route),
+        Batch::new(conn, config.require_route, reserve_file),
         config.max_batch,
         signals.clone(),
     );

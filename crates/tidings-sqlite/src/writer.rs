@@ -17,6 +17,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::reserve;
 use crate::routes::Routes;
 use crate::signal::Signals;
 
@@ -29,6 +30,12 @@ pub(crate) struct Batch {
     wake: HashSet<Arc<str>>,
     /// Set when any job changed `tidings_outbox`.
     pub(crate) outbox_changed: bool,
+    /// The store is full: publishes are refused until consumers have made room.
+    pub(crate) full: bool,
+    /// A publish of this batch hit the size limit.
+    pub(crate) hit_full: bool,
+    /// See [`reserve`].
+    pub(crate) reserve_file: std::path::PathBuf,
 }
 
 impl Batch {
@@ -173,6 +180,20 @@ async fn run(
         for job in jobs.drain(..) {
             job.finish(&commit);
         }
+        // A full disk often shows at commit, when the WAL grows.
+        let hit_full = std::mem::take(&mut batch.hit_full) || matches!(commit, Err(Error::Full));
+        if hit_full && !batch.full {
+            batch.full = true;
+            reserve::release(&mut batch.conn, &batch.reserve_file).await;
+        }
+        if batch.full {
+            // While full, fold the WAL back into the file after every batch: the WAL only
+            // grows between checkpoints, and draining writes too.
+            reserve::checkpoint(&mut batch.conn).await;
+            if reserve::restore(&mut batch.conn, &batch.reserve_file).await {
+                batch.full = false;
+            }
+        }
     }
     let _ = batch.conn.close().await;
 }
@@ -218,13 +239,20 @@ async fn rollback(batch: &mut Batch) {
 }
 
 impl Batch {
-    pub(crate) fn new(conn: SqliteConnection, require_route: bool) -> Self {
+    pub(crate) fn new(
+        conn: SqliteConnection,
+        require_route: bool,
+        reserve_file: std::path::PathBuf,
+    ) -> Self {
         Self {
             conn,
             routes: Routes::default(),
             require_route,
             wake: HashSet::new(),
             outbox_changed: false,
+            full: false,
+            hit_full: false,
+            reserve_file,
         }
     }
 }
