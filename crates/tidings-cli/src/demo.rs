@@ -10,7 +10,12 @@ use tidings::dead_letter::Page;
 use tidings::envelope::Envelope;
 use tidings::memory::MemoryTransport;
 use tidings::retry::RetryPolicy;
+use tidings::sqlite::{SqliteConfig, SqliteTransport};
+use tidings::transport::{DeadLetters, Transport};
 use tidings::{Bus, DomainEvent, Event, HandlerError, Observer, Settlement};
+
+/// The demo's subscriptions, for the store report.
+const SUBSCRIPTIONS: [&str; 4] = ["notification", "mailer", "analytics", "ledger"];
 
 /// Options of `tidings demo`.
 #[derive(Debug, clap::Args)]
@@ -18,6 +23,12 @@ pub(crate) struct DemoArgs {
     /// Orders to place.
     #[arg(long, default_value_t = 3)]
     orders: u32,
+    /// The embedded store's file; events and dead letters survive restarts in it.
+    #[arg(long, env = "TIDINGS_STORE", default_value = SqliteConfig::DEFAULT_PATH)]
+    store: std::path::PathBuf,
+    /// Run on the in-memory transport instead (nothing is kept).
+    #[arg(long, conflicts_with = "store")]
+    memory: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, DomainEvent)]
@@ -72,9 +83,40 @@ impl Observer for Narrator {
     }
 }
 
+/// What the store holds for the demo's subscriptions: waiting messages and dead letters.
+async fn report(store: &SqliteTransport) -> anyhow::Result<()> {
+    let mut empty = true;
+    for name in SUBSCRIPTIONS {
+        let (waiting, dead) = (store.depth(name).await?, store.count(name).await?);
+        if waiting + dead > 0 {
+            println!("  {name:<13} {waiting} waiting, {dead} dead-lettered");
+            empty = false;
+        }
+    }
+    if empty {
+        println!("  nothing waiting, no dead letters");
+    }
+    Ok(())
+}
+
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    println!("tidings demo: in-memory transport (no broker needed)\n");
-    let bus = Bus::builder(MemoryTransport::new())
+    let (transport, store): (Arc<dyn Transport>, _) = if args.memory {
+        println!("tidings demo: in-memory transport (nothing is kept)\n");
+        (Arc::new(MemoryTransport::new()), None)
+    } else {
+        let store = SqliteTransport::open(SqliteConfig::new(&args.store))
+            .await
+            .with_context(|| format!("opening the store at {}", args.store.display()))?;
+        println!(
+            "tidings demo: embedded SQLite store at {} (no broker needed)",
+            args.store.display()
+        );
+        println!("  kept from earlier runs:");
+        report(&store).await?;
+        println!();
+        (Arc::new(store.clone()), Some(store))
+    };
+    let bus = Bus::builder_shared(transport)
         .source("oms-service")
         .observer(Narrator)
         .retry(
@@ -154,16 +196,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("\n2. a payment while the gateway is down");
-    bus.publish(&PaymentInitiated {
+    let payment = bus.envelope(&PaymentInitiated {
         payment_id: "pay_1".into(),
         order_id: "order_1".into(),
         amount: 500.0,
-    })
-    .await?;
+    })?;
+    let payment_id = payment.id.clone();
+    bus.publish_envelope(payment).await?;
     let dlq = bus.dead_letters();
     let letter = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let Some(letter) = dlq.list("ledger", Page::first(1)).await?.pop() {
+            let letters = dlq.list("ledger", Page::first(1000)).await?;
+            if let Some(letter) = letters
+                .into_iter()
+                .find(|l| l.envelope().is_some_and(|e| e.id == payment_id))
+            {
                 return Ok::<_, tidings::Error>(letter);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -195,6 +242,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("\n5. graceful shutdown");
     bus.shutdown().await?;
+    if let Some(store) = store {
+        println!("  kept in {} for the next run:", args.store.display());
+        report(&store).await?;
+    }
     println!("  done");
     Ok(())
 }

@@ -13,6 +13,8 @@
 //! | `tidings-core` | the contract: envelope, codecs, patterns, transport traits, in-memory transport |
 //! | `tidings-macros` | `#[derive(DomainEvent)]` |
 //! | `tidings-testkit` | the conformance suite every transport runs |
+//! | `tidings-sqlite` | the embedded durable store, outbox and inbox on SQLite, failover |
+//! | `tidings-postgres` | the outbox and inbox on PostgreSQL |
 //! | `tidings-cli` | the `tidings` command |
 //!
 //! # Example
@@ -54,7 +56,12 @@
 //! # Features
 //!
 //! Transports other than the in-memory one live in their own crates and are switched on here
-//! by one feature each, as they land.
+//! by one feature each.
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `sqlite` | [`sqlite`]: the embedded durable store, SQLite outbox and inbox, failover publisher |
+//! | `postgres` | [`postgres`]: the outbox and inbox on PostgreSQL |
 
 mod bus;
 mod classify;
@@ -87,6 +94,15 @@ pub use tidings_core::{
     transport,
 };
 pub use tidings_macros::DomainEvent;
+
+/// The embedded durable store: [`SqliteTransport`](sqlite::SqliteTransport), the SQLite
+/// outbox and inbox, the failover publisher (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub use tidings_sqlite as sqlite;
+
+/// The outbox and inbox on PostgreSQL (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use tidings_postgres as postgres;
 
 /// Topic patterns with RabbitMQ topic-exchange semantics.
 pub mod topic {
