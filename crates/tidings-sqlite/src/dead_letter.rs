@@ -30,18 +30,19 @@ struct Row {
 
 impl Row {
     fn into_letter(self) -> DeadLetter {
-        let original = match self.decodable {
-            true => match decode(self.body, self.content_type) {
+        let original = if self.decodable {
+            match decode(self.body, self.content_type) {
                 Ok(envelope) => Original::Envelope(Box::new(envelope)),
                 Err(undecodable) => Original::Undecodable {
                     body: undecodable.body,
                     content_type: undecodable.content_type,
                 },
-            },
-            false => Original::Undecodable {
+            }
+        } else {
+            Original::Undecodable {
                 body: Bytes::from(self.body),
                 content_type: self.content_type,
-            },
+            }
         };
         let kind = ReasonKind::parse(&self.reason_kind).unwrap_or(ReasonKind::Rejected);
         let mut letter = DeadLetter::new(

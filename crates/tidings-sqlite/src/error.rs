@@ -111,9 +111,8 @@ impl From<sqlx::Error> for Error {
         match primary_code(&error) {
             Some(SQLITE_FULL) => Error::Full,
             Some(SQLITE_BUSY | SQLITE_LOCKED) => Error::Busy(error),
-            Some(SQLITE_NOTADB | SQLITE_CORRUPT) => Error::NotADatabase {
-                path: PathBuf::new(),
-            },
+            // Corruption found after opening keeps SQLite's own message; `NotADatabase`
+            // names a path, which only `opening` knows.
             _ => Error::Database(error),
         }
     }
