@@ -1,6 +1,14 @@
 //! The `tidings` command.
 
+mod config;
 mod demo;
+mod dlq;
+mod publish;
+mod serve;
+mod topology;
+mod transport;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +26,21 @@ enum Command {
     /// published and handled, fan-out by pattern, a failing handler retried with backoff and
     /// dead-lettered, the dead letter inspected and replayed.
     Demo(demo::DemoArgs),
+    /// Prints a completion script for a shell: `tidings completions bash >
+    /// /etc/bash_completion.d/tidings`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Lists, shows, replays and purges a subscription's dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
+    /// Publishes one event (data from a file or standard input) and waits for the
+    /// transport's confirm.
+    Publish(publish::PublishArgs),
+    /// Runs the bus as a service: the HTTP gateway on the embedded store, or on the
+    /// transport `--url` (or `TIDINGS_URL`) names. Stops cleanly on SIGTERM or SIGINT.
+    Serve(serve::ServeArgs),
     /// Tells whether a topic pattern matches a topic, with RabbitMQ topic-exchange semantics.
     Match {
         /// The pattern, e.g. `order.*` or `product.#`.
@@ -25,25 +48,73 @@ enum Command {
         /// The topic, e.g. `order.created`.
         topic: String,
     },
+    /// Plans or applies a topology file (exchanges, queues, bindings, dead-letter queues,
+    /// service subscriptions) on RabbitMQ.
+    #[command(subcommand)]
+    Topology(topology::TopologyCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; `RUST_LOG=tidings=debug` shows every handling span.
+    // Logs go to stderr; `RUST_LOG=tidings=debug` shows every handling span. The client
+    // libraries' own errors (a channel closed by a refused declaration, which tidings
+    // handles) stay out of the default output.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,lapin=off")),
         )
         .init();
-    match cli.command {
-        Command::Demo(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(demo::run(args))
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            // One line, with its causes: `error: applying ...: queue `x` already exists ...`.
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
         }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Demo(args) => {
+            runtime()?.block_on(demo::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "tidings",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(command) => {
+            runtime()?.block_on(dlq::run(command))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish(args) => {
+            runtime()?.block_on(publish::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(args) => {
+            runtime()?.block_on(serve::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topology(command) => Ok(if runtime()?.block_on(topology::run(command))? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Match { pattern, topic } => {
             let pattern = tidings::topic::Pattern::parse(&pattern)?;
             let matches = pattern.matches(&topic);
@@ -51,10 +122,11 @@ fn main() -> anyhow::Result<()> {
                 "`{pattern}` {} `{topic}`",
                 if matches { "matches" } else { "does not match" }
             );
-            if !matches {
-                std::process::exit(1);
-            }
-            Ok(())
+            Ok(if matches {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

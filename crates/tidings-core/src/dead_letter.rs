@@ -127,6 +127,8 @@ pub enum ReasonKind {
     UnsupportedVersion,
     /// The message is larger than allowed.
     TooLarge,
+    /// It was not consumed within its queue's time to live.
+    Expired,
 }
 
 impl ReasonKind {
@@ -140,6 +142,7 @@ impl ReasonKind {
             ReasonKind::UnknownType => "unknown_type",
             ReasonKind::UnsupportedVersion => "unsupported_version",
             ReasonKind::TooLarge => "too_large",
+            ReasonKind::Expired => "expired",
         }
     }
 
@@ -153,6 +156,7 @@ impl ReasonKind {
             "unknown_type" => ReasonKind::UnknownType,
             "unsupported_version" => ReasonKind::UnsupportedVersion,
             "too_large" => ReasonKind::TooLarge,
+            "expired" => ReasonKind::Expired,
             _ => return None,
         })
     }
@@ -161,6 +165,98 @@ impl ReasonKind {
 impl fmt::Display for ReasonKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A dead letter's details as brokers without a dead-letter queue of their own store them
+/// beside the original message (a header or a field, as JSON): everything of a
+/// [`DeadLetter`] but the original (times to the millisecond), plus the topic the event
+/// arrived under.
+///
+/// ```
+/// use tidings_core::dead_letter::{DeadLetter, Details, Original, Reason, ReasonKind};
+/// use tidings_core::envelope::Envelope;
+///
+/// let letter = DeadLetter::new(
+///     "billing",
+///     Original::Envelope(Box::new(Envelope::new("oms", "order.paid"))),
+///     Reason::new(ReasonKind::Rejected, "card declined\nby the bank"),
+/// );
+/// let stored = Details::of(&letter, "order.paid").to_json();
+/// assert!(!stored.contains('\n'), "line breaks are escaped");
+/// let back = Details::from_json(&stored).unwrap().into_letter(letter.original.clone());
+/// assert_eq!((&back.id, &back.reason, back.attempts), (&letter.id, &letter.reason, 1));
+/// // Times are kept to the millisecond.
+/// assert_eq!(
+///     back.first_failure_at.timestamp_millis(),
+///     letter.first_failure_at.timestamp_millis()
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Details {
+    /// The dead letter's id.
+    pub id: String,
+    /// The subscription that failed.
+    pub subscription: String,
+    /// The handler that failed.
+    pub handler: Option<String>,
+    /// [`ReasonKind::as_str`].
+    pub reason_kind: String,
+    /// The reason's message.
+    pub reason: String,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// First failure, Unix milliseconds.
+    pub first_failure_ms: i64,
+    /// Last failure, Unix milliseconds.
+    pub last_failure_ms: i64,
+    /// The topic the event arrived under.
+    pub topic: String,
+}
+
+impl Details {
+    /// The details of `letter`, whose event arrived under `topic`.
+    pub fn of(letter: &DeadLetter, topic: &str) -> Self {
+        Self {
+            id: letter.id.clone(),
+            subscription: letter.subscription.clone(),
+            handler: letter.handler.clone(),
+            reason_kind: letter.reason.kind.as_str().to_owned(),
+            reason: letter.reason.message.clone(),
+            attempts: letter.attempts,
+            first_failure_ms: letter.first_failure_at.timestamp_millis(),
+            last_failure_ms: letter.last_failure_at.timestamp_millis(),
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// As JSON, on one line.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("details serialize")
+    }
+
+    /// Reads [`to_json`](Self::to_json) back.
+    pub fn from_json(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The dead letter of `original` with these details. An unknown reason kind reads as
+    /// [`ReasonKind::Rejected`].
+    pub fn into_letter(self, original: Original) -> DeadLetter {
+        let time = |ms| DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now);
+        DeadLetter {
+            id: self.id,
+            subscription: self.subscription,
+            handler: self.handler,
+            original,
+            reason: Reason::new(
+                ReasonKind::parse(&self.reason_kind).unwrap_or(ReasonKind::Rejected),
+                self.reason,
+            ),
+            attempts: self.attempts,
+            first_failure_at: time(self.first_failure_ms),
+            last_failure_at: time(self.last_failure_ms),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`envelope`] | CloudEvents 1.0 envelope, extensions, data |
+//! | [`broker_url`] | broker URLs that never print their password |
 //! | [`codec`] | structured JSON and legacy flat codecs, typed decoding errors |
 //! | [`event`] | the [`DomainEvent`] trait |
 //! | [`topic`] | [`Pattern`](topic::Pattern) and the trie [`Matcher`](topic::Matcher) |
@@ -24,6 +25,7 @@
 //! | [`transport`] | `Publisher`, `Subscriber`, `Delivery`, `DeadLetters`, `Transport` |
 //! | [`memory`] | the in-memory transport |
 
+pub mod broker_url;
 pub mod codec;
 pub mod dead_letter;
 pub mod envelope;

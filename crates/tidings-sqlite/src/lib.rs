@@ -64,7 +64,7 @@ pub use outbox::SqliteOutbox;
 
 use std::sync::Arc;
 
-use tidings_core::transport::{Capabilities, Transport};
+use tidings_core::transport::{Capabilities, Transport, TransportError};
 
 use store::Shared;
 
@@ -105,6 +105,7 @@ impl SqliteTransport {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for SqliteTransport {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -116,5 +117,18 @@ impl Transport for SqliteTransport {
             .with_consumer_groups(true)
             .with_persistence(true)
             .with_native_delay(true)
+    }
+
+    /// Ready while open and the file answers a query.
+    async fn ready(&self) -> std::result::Result<(), TransportError> {
+        if self.shared.closed.is_cancelled() {
+            return Err(TransportError::Closed);
+        }
+        let probe = sqlx::query("SELECT 1").execute(&self.shared.reader);
+        match tokio::time::timeout(std::time::Duration::from_secs(1), probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(TransportError::Connection(Box::new(error))),
+            Err(_) => Err(TransportError::Timeout(std::time::Duration::from_secs(1))),
+        }
     }
 }

@@ -22,10 +22,16 @@
 //! sleeps; with `start_paused = true` the in-memory transport runs them on tokio's virtual
 //! clock.
 
+pub mod bench;
 pub mod conformance;
+pub mod faults;
 mod harness;
+pub mod logs;
 pub mod outbox;
+pub mod pki;
 mod probe;
+pub mod proxy;
+pub mod sample;
 pub mod service;
 
 pub use harness::{Harness, Namespace};

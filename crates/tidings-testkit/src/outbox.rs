@@ -206,7 +206,12 @@ pub async fn relay_killed_after_publish_gives_a_duplicate_the_inbox_removes(
 }
 
 /// Ten thousand events staged over many subjects, drained by two relays at once: every event
-/// arrives exactly once, each subject's in staging order, and both relays took part.
+/// arrives exactly once, each subject's in staging order, and the relays' counts add up to
+/// the total (neither published what the other did).
+///
+/// How the work splits is not asserted: a relay that found work claims again at once, while
+/// the other polls, and a claim takes every free subject's run, so on a quick store one relay
+/// may rightly do all of it (CI once saw 10,000 and 0 on SQLite).
 pub async fn two_relays_deliver_everything_once_in_subject_order(harness: &impl OutboxHarness) {
     let ns = Namespace::new();
     let transport = MemoryTransport::new();
@@ -267,9 +272,11 @@ pub async fn two_relays_deliver_everything_once_in_subject_order(harness: &impl 
         .iter()
         .map(|r| r.published.load(Ordering::Relaxed))
         .collect();
-    assert!(
-        counts.iter().all(|c| *c > 0),
-        "both relays published: {counts:?}"
+    eprintln!("two relays: {counts:?} published");
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        total as usize,
+        "the relays together published each event once: {counts:?}"
     );
     bus.shutdown().await.expect("shutdown");
 }

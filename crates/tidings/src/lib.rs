@@ -15,6 +15,10 @@
 //! | `tidings-testkit` | the conformance suite every transport runs |
 //! | `tidings-sqlite` | the embedded durable store, outbox and inbox on SQLite, failover |
 //! | `tidings-postgres` | the outbox and inbox on PostgreSQL |
+//! | `tidings-amqp` | RabbitMQ: exchanges, quorum queues, delayed retries, dead letters, topology |
+//! | `tidings-nats` | NATS JetStream: streams, pull consumers, nak-with-delay, a dead-letter stream |
+//! | `tidings-redis` | Redis Streams: a stream per subscription, consumer groups, XAUTOCLAIM |
+//! | `tidings-aws` | AWS: SNS or EventBridge to SQS, leases, redrive, dead-letter queues, topology |
 //! | `tidings-cli` | the `tidings` command |
 //!
 //! # Example
@@ -62,6 +66,11 @@
 //! |---|---|
 //! | `sqlite` | [`sqlite`]: the embedded durable store, SQLite outbox and inbox, failover publisher |
 //! | `postgres` | [`postgres`]: the outbox and inbox on PostgreSQL |
+//! | `amqp` | [`amqp`]: the RabbitMQ transport and topology files |
+//! | `nats` | [`nats`]: the NATS JetStream transport |
+//! | `redis` | [`redis`]: the Redis Streams transport |
+//! | `aws` | [`aws`]: the AWS transport (SNS, EventBridge, SQS) and topology files |
+//! | `metrics` | [`metrics`]: an [`Observer`] recording through the `metrics` facade |
 
 mod bus;
 mod classify;
@@ -90,8 +99,8 @@ pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
 
 pub use tidings_core::outcome::{Failure, HandlerError};
 pub use tidings_core::{
-    DomainEvent, codec, dead_letter, envelope, inbox, memory, naming, outbox, outcome, retry,
-    transport,
+    DomainEvent, broker_url, codec, dead_letter, envelope, inbox, memory, naming, outbox, outcome,
+    retry, transport,
 };
 pub use tidings_macros::DomainEvent;
 
@@ -103,6 +112,27 @@ pub use tidings_sqlite as sqlite;
 /// The outbox and inbox on PostgreSQL (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use tidings_postgres as postgres;
+
+/// RabbitMQ: [`AmqpTransport`](amqp::AmqpTransport), topology files (feature `amqp`).
+#[cfg(feature = "amqp")]
+pub use tidings_amqp as amqp;
+
+/// NATS JetStream: [`NatsTransport`](nats::NatsTransport) (feature `nats`).
+#[cfg(feature = "nats")]
+pub use tidings_nats as nats;
+
+/// Redis Streams: [`RedisTransport`](redis::RedisTransport) (feature `redis`).
+#[cfg(feature = "redis")]
+pub use tidings_redis as redis;
+
+/// AWS: [`AwsTransport`](aws::AwsTransport) on SNS or EventBridge and SQS, topology files
+/// (feature `aws`).
+#[cfg(feature = "aws")]
+pub use tidings_aws as aws;
+
+/// Metrics through the `metrics` facade (feature `metrics`).
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 /// Topic patterns with RabbitMQ topic-exchange semantics.
 pub mod topic {

@@ -2,6 +2,8 @@
 //!
 //! - [`StructuredJson`]: CloudEvents 1.0 structured JSON (`application/cloudevents+json`), the
 //!   default on every transport.
+//! - [`BinaryMode`]: CloudEvents binary content mode, where attributes travel as protocol
+//!   headers (AMQP `cloudEvents:`, NATS and HTTP `ce-`) and `data` is the message body.
 //! - [`Legacy`]: the flat envelope existing producers already send
 //!   (`id, type, source, timestamp, tenant_id, correlation_id, data, metadata{version,user_id}`),
 //!   so that old services are consumed, and fed, unchanged.
@@ -22,11 +24,13 @@
 //! assert_eq!(StructuredJson.decode(&structured).unwrap(), envelope);
 //! ```
 
+mod binary;
 mod error;
 mod legacy;
 mod scalar;
 mod structured;
 
+pub use binary::BinaryMode;
 pub use error::{DecodeError, EncodeError};
 pub use legacy::{LEGACY_METADATA, Legacy};
 pub use structured::{CONTENT_TYPE as STRUCTURED_CONTENT_TYPE, StructuredJson};
@@ -43,6 +47,27 @@ pub trait Codec: Send + Sync + std::fmt::Debug {
 
     /// Decodes an envelope.
     fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError>;
+}
+
+/// Decodes a JSON body whose form is not declared: CloudEvents structured JSON, or the
+/// [`Legacy`] flat envelope when it has no `specversion`. Brokers whose messages carry no
+/// content type (or a generic one) read bodies with this.
+///
+/// ```
+/// use tidings_core::codec::decode_json;
+///
+/// let structured = br#"{"specversion":"1.0","id":"1","source":"oms","type":"order.created"}"#;
+/// let legacy = br#"{"id":"evt_1","type":"order.created","source":"oms-service",
+///     "timestamp":"2024-01-15T10:30:00Z","data":{}}"#;
+/// assert_eq!(decode_json(structured).unwrap().ty, "order.created");
+/// assert_eq!(decode_json(legacy).unwrap().id, "evt_1");
+/// assert!(decode_json(b"not json").is_err());
+/// ```
+pub fn decode_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    match StructuredJson.decode(bytes) {
+        Err(DecodeError::MissingAttribute("specversion")) => Legacy.decode(bytes),
+        other => other,
+    }
 }
 
 /// Formats a time the way every tidings codec writes it: RFC 3339, UTC, `Z`.

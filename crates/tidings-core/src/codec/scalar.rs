@@ -18,6 +18,16 @@ pub(crate) enum Scalar {
     Structured,
 }
 
+impl From<ExtensionValue> for Scalar {
+    fn from(value: ExtensionValue) -> Self {
+        match value {
+            ExtensionValue::String(s) => Scalar::String(s),
+            ExtensionValue::Bool(b) => Scalar::Bool(b),
+            ExtensionValue::Integer(i) => Scalar::Integer(i),
+        }
+    }
+}
+
 impl Scalar {
     fn kind(&self) -> &'static str {
         match self {

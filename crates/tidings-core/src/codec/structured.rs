@@ -85,9 +85,9 @@ fn write_envelope<S: Serializer>(envelope: &Envelope, ser: S) -> Result<S::Ok, S
     map.end()
 }
 
-/// Attributes as read, before validation.
+/// Attributes as read, before validation. The binary mode fills it from protocol headers.
 #[derive(Default)]
-struct Fields {
+pub(crate) struct Fields {
     specversion: Option<Scalar>,
     id: Option<Scalar>,
     source: Option<Scalar>,
@@ -162,7 +162,39 @@ fn optional(name: &'static str, value: Option<Scalar>) -> Result<Option<String>,
 }
 
 impl Fields {
-    fn into_envelope(self) -> Result<Envelope, DecodeError> {
+    /// Records attribute `name` as the structured format would read it; `data` and
+    /// `data_base64` are not attributes and are refused.
+    pub(crate) fn insert(&mut self, name: &str, value: Scalar) -> Result<(), DecodeError> {
+        let slot = match name {
+            "specversion" => &mut self.specversion,
+            "id" => &mut self.id,
+            "source" => &mut self.source,
+            "type" => &mut self.ty,
+            "time" => &mut self.time,
+            "datacontenttype" => &mut self.datacontenttype,
+            "dataschema" => &mut self.dataschema,
+            "subject" => &mut self.subject,
+            "data" | "data_base64" => {
+                return Err(DecodeError::invalid(
+                    name,
+                    "the body travels as the message body, not as a header",
+                ));
+            }
+            _ => {
+                if self.extensions.iter().any(|(k, _)| k == name) {
+                    self.duplicate.get_or_insert(name.to_owned());
+                }
+                self.extensions.push((name.to_owned(), value));
+                return Ok(());
+            }
+        };
+        if slot.replace(value).is_some() {
+            self.duplicate.get_or_insert(name.to_owned());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_envelope(self) -> Result<Envelope, DecodeError> {
         if let Some(name) = self.duplicate {
             return Err(DecodeError::DuplicateAttribute(name));
         }

@@ -138,6 +138,7 @@ impl Shared {
     }
 }
 
+#[async_trait::async_trait]
 impl Transport for MemoryTransport {
     fn name(&self) -> &'static str {
         "memory"
@@ -147,5 +148,13 @@ impl Transport for MemoryTransport {
         Capabilities::none()
             .with_ordering(true)
             .with_consumer_groups(true)
+    }
+
+    /// Ready until closed: there is nothing to lose a connection to.
+    async fn ready(&self) -> Result<(), crate::transport::TransportError> {
+        if self.shared.closed.is_cancelled() {
+            return Err(crate::transport::TransportError::Closed);
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use super::{Pattern, Word, split};
+use super::{Pattern, Word, words};
 
 /// Identifies a pattern inserted into a [`Matcher`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -104,7 +104,7 @@ impl<T> Matcher<T> {
 
     /// The entries whose pattern matches `key`, in insertion order, each once.
     pub fn matches(&self, key: &str) -> impl Iterator<Item = (EntryId, &T)> {
-        let words: Vec<&str> = split(key).collect();
+        let words: Vec<&str> = words(key).collect();
         let n = words.len();
         let mut seen = vec![false; self.nodes.len() * (n + 1)];
         let mut stack = vec![(0usize, 0usize)];

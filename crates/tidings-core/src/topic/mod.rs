@@ -51,7 +51,7 @@ impl Pattern {
         if text.len() > MAX_LEN {
             return Err(PatternError::TooLong { len: text.len() });
         }
-        let words = split(text)
+        let words = words(text)
             .map(|w| match w {
                 "*" => Word::Star,
                 "#" => Word::Hash,
@@ -94,7 +94,7 @@ impl Pattern {
     ///
     /// Runs in O(words in pattern × words in key), whatever the number of `#`.
     pub fn matches(&self, key: &str) -> bool {
-        let key: Vec<&str> = split(key).collect();
+        let key: Vec<&str> = words(key).collect();
         // reachable[j]: the pattern words seen so far can consume exactly key[..j].
         let mut reachable = vec![false; key.len() + 1];
         reachable[0] = true;
@@ -125,8 +125,17 @@ impl Pattern {
     }
 }
 
-/// Splits a key or pattern into words: none for the empty string, otherwise split on `.`.
-pub(crate) fn split(text: &str) -> impl Iterator<Item = &str> {
+/// The words of a key or pattern: none for the empty string, otherwise split on `.` (so
+/// `a..b` has three and `.` has two empty ones). Transports that translate patterns into
+/// their broker's syntax split with this, so that they agree with [`Pattern`].
+///
+/// ```
+/// use tidings_core::topic::words;
+///
+/// assert_eq!(words("").count(), 0);
+/// assert_eq!(words("a..b").collect::<Vec<_>>(), ["a", "", "b"]);
+/// ```
+pub fn words(text: &str) -> impl Iterator<Item = &str> {
     let empty = text.is_empty();
     text.split('.').filter(move |_| !empty)
 }
@@ -179,8 +188,8 @@ pub(crate) mod reference {
     //! The obvious recursive definition, against which the fast paths are checked.
 
     pub(crate) fn matches(pattern: &str, key: &str) -> bool {
-        let p: Vec<&str> = super::split(pattern).collect();
-        let k: Vec<&str> = super::split(key).collect();
+        let p: Vec<&str> = super::words(pattern).collect();
+        let k: Vec<&str> = super::words(key).collect();
         go(&p, &k)
     }
 

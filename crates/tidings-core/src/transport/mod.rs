@@ -161,10 +161,16 @@ pub trait DeadLetters: Send + Sync + 'static {
 }
 
 /// A whole transport: publish, subscribe, dead letters, and what it can promise.
+#[async_trait]
 pub trait Transport: Publisher + Subscriber + DeadLetters {
     /// Short name for logs and metrics: `memory`, `sqlite`, `amqp`, ...
     fn name(&self) -> &'static str;
 
     /// What this transport promises.
     fn capabilities(&self) -> Capabilities;
+
+    /// Whether it can take work now: connected to its broker, or its store answering.
+    /// `Err` says why not ([`TransportError::Closed`] once closed). For readiness probes
+    /// (`tidings serve`'s `/readyz`): it returns within about a second.
+    async fn ready(&self) -> Result<(), TransportError>;
 }

@@ -1,0 +1,46 @@
+//! The conformance suite against the machine's RabbitMQ (`RABBITMQ_URL`).
+//!
+//! Broker restarts are exercised in `tests/recovery.rs`, a binary of its own, so that
+//! restarting the broker never breaks the cases running here in parallel.
+
+mod common;
+
+use std::sync::Arc;
+
+use tidings::transport::Transport;
+use tidings_amqp::AmqpTransport;
+use tidings_testkit::{Harness, conformance_suite};
+
+struct Rabbit;
+
+impl Rabbit {
+    async fn open() -> AmqpTransport {
+        AmqpTransport::connect(common::config())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the conformance suite needs RabbitMQ at {}: {e} \
+                     (start it with `rabbitmq-server -detached`)",
+                    common::config().url()
+                )
+            })
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for Rabbit {
+    async fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(Self::open().await)
+    }
+
+    async fn publish_raw(&self, topic: &str, bytes: &[u8]) -> bool {
+        Self::open()
+            .await
+            .publish_bytes(topic, bytes.to_vec(), None)
+            .await
+            .expect("publish raw bytes");
+        true
+    }
+}
+
+conformance_suite!(Rabbit);

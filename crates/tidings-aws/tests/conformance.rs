@@ -1,0 +1,74 @@
+//! The conformance suite against a moto server (`tests/common`), three times: SNS fanout
+//! with standard queues, SNS with FIFO topic and queues (where order is promised), and
+//! EventBridge rules to standard queues.
+//!
+//! Not applicable on moto: broker restarts (moto keeps nothing across one; the failover
+//! publisher's test cuts the connection instead, in `tests/failover.rs`). Not applicable on
+//! EventBridge: bytes that are not JSON (a bus carries JSON objects only).
+
+mod common;
+
+use std::sync::Arc;
+
+use tidings::transport::Transport;
+use tidings_aws::{AwsConfig, Fanout};
+use tidings_testkit::{Harness, conformance_suite};
+
+/// The suite's harness: a transport with `configure` applied to the test settings.
+struct Moto {
+    configure: fn(AwsConfig) -> AwsConfig,
+    /// Whether the fanout carries bytes that are not JSON.
+    carries_bytes: bool,
+}
+
+impl Moto {
+    async fn open(&self) -> tidings_aws::AwsTransport {
+        let Some(config) = common::config() else {
+            panic!("the conformance suite needs a moto server (see tests/common)");
+        };
+        common::connect((self.configure)(config)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Harness for Moto {
+    async fn transport(&self) -> Arc<dyn Transport> {
+        Arc::new(self.open().await)
+    }
+
+    async fn publish_raw(&self, topic: &str, bytes: &[u8]) -> bool {
+        if !self.carries_bytes {
+            return false;
+        }
+        self.open()
+            .await
+            .publish_bytes(topic, bytes)
+            .await
+            .expect("publish raw bytes");
+        true
+    }
+}
+
+mod sns {
+    use super::*;
+    conformance_suite!(Moto {
+        configure: |c| c,
+        carries_bytes: true,
+    });
+}
+
+mod sns_fifo {
+    use super::*;
+    conformance_suite!(Moto {
+        configure: |c| c.fifo(true).topic(format!("{}-ordered", common::run())),
+        carries_bytes: true,
+    });
+}
+
+mod eventbridge {
+    use super::*;
+    conformance_suite!(Moto {
+        configure: |c| c.fanout(Fanout::EventBridge),
+        carries_bytes: false,
+    });
+}

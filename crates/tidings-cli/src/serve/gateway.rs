@@ -1,0 +1,286 @@
+//! The HTTP gateway: services in any language publish CloudEvents over HTTP.
+//!
+//! - `POST /v1/events`: one event in the CloudEvents HTTP binding, structured
+//!   (`Content-Type: application/cloudevents+json`) or binary (attributes in `ce-` headers,
+//!   percent-encoded; the data as the body, its type in `Content-Type`).
+//! - `POST /v1/events:batch`: `application/cloudevents-batch+json`, a JSON array of events,
+//!   published as one batch.
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: the transport can take work (connected to its broker, its store
+//!   answering); `503` with the reason when not.
+//! - `GET /metrics`: Prometheus text: what the bus records ([`tidings::metrics`]) and
+//!   `tidings_gateway_rejected_total{error}`.
+//! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of these routes (`openapi.json`).
+//!
+//! A publish is answered `202 Accepted` only once the transport has confirmed it (the
+//! broker's confirm, the store's commit). Errors are JSON, `{"error": CODE, "reason": TEXT}`:
+//! `400 invalid_event`, `413 too_large`, `415 unsupported_media_type`, `422 refused`,
+//! `503 unavailable` (the transport cannot take it now: try again).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tidings::codec::{BinaryMode, Codec, STRUCTURED_CONTENT_TYPE, StructuredJson};
+use tidings::envelope::{Envelope, ExtensionValue};
+use tidings::transport::{Transport, TransportError};
+
+/// The media type of a batch.
+const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
+
+/// What the handlers share.
+pub(crate) struct Gateway {
+    transport: Arc<dyn Transport>,
+    /// Publishes (and observes what it publishes).
+    bus: tidings::Bus,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Gateway {
+    pub(crate) fn new(
+        transport: Arc<dyn Transport>,
+        bus: tidings::Bus,
+        metrics: metrics_exporter_prometheus::PrometheusHandle,
+    ) -> Self {
+        Self {
+            transport,
+            bus,
+            metrics,
+        }
+    }
+}
+
+/// The gateway's routes, taking bodies of at most `max_body` bytes.
+pub(crate) fn router(gateway: Gateway, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/events", post(publish))
+        .route("/v1/events:batch", post(publish_batch))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/openapi.json", get(openapi))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(Arc::new(gateway))
+}
+
+/// An error answered as JSON.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    fn invalid(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_event", reason)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::counter!("tidings_gateway_rejected_total", "error" => self.code).increment(1);
+        let body = Json(json!({ "error": self.code, "reason": self.reason }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid_body"
+        };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<tidings::Error> for ApiError {
+    fn from(error: tidings::Error) -> Self {
+        match error {
+            tidings::Error::Transport(e) => e.into(),
+            tidings::Error::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                error.to_string(),
+            ),
+            other => Self::invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<TransportError> for ApiError {
+    fn from(error: TransportError) -> Self {
+        let reason = error.to_string();
+        match error {
+            e if e.is_transient() => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+            }
+            TransportError::Closed => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+            }
+            TransportError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", reason)
+            }
+            TransportError::Encode(_) => Self::invalid(reason),
+            TransportError::Refused(_) | TransportError::Unroutable { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", reason)
+            }
+            _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason),
+        }
+    }
+}
+
+/// The media type of a request, without parameters, lowercase.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// The event of a binary-mode request: `ce-` headers, content type, body.
+fn binary(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, ApiError> {
+    let mut attributes = Vec::new();
+    for (name, value) in headers {
+        let Some(attribute) = name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        let value = percent_encoding::percent_decode(value.as_bytes())
+            .decode_utf8()
+            .map_err(|_| ApiError::invalid(format!("header `{name}` is not UTF-8")))?;
+        attributes.push((attribute, ExtensionValue::String(value.into_owned())));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    BinaryMode::decode(attributes, content_type, body).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// The event of a request, in either content mode.
+fn event(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, ApiError> {
+    match media_type(headers).as_deref() {
+        Some(STRUCTURED_CONTENT_TYPE) => StructuredJson
+            .decode(body)
+            .map_err(|e| ApiError::invalid(e.to_string())),
+        Some(BATCH_CONTENT_TYPE) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a batch goes to POST /v1/events:batch",
+        )),
+        _ if headers.contains_key("ce-specversion") => binary(headers, body),
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "expected `{STRUCTURED_CONTENT_TYPE}` (structured mode) or `ce-` headers \
+                 (binary mode), got {}",
+                other.map_or("no content type".to_owned(), |t| format!("`{t}`"))
+            ),
+        )),
+    }
+}
+
+/// `POST /v1/events`.
+async fn publish(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let envelope = event(&headers, &body?)?;
+    let (id, ty) = (envelope.id.clone(), envelope.ty.clone());
+    gateway.bus.publish_envelope(envelope).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "type": ty }))))
+}
+
+/// `POST /v1/events:batch`.
+async fn publish_batch(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body?;
+    if media_type(&headers).as_deref() != Some(BATCH_CONTENT_TYPE) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("a batch is `{BATCH_CONTENT_TYPE}`: a JSON array of structured events"),
+        ));
+    }
+    let items: Vec<&RawValue> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("not a JSON array of events: {e}")))?;
+    let envelopes = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            StructuredJson
+                .decode(item.get().as_bytes())
+                .map_err(|e| ApiError::invalid(format!("event {i}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<String> = envelopes.iter().map(|e| e.id.clone()).collect();
+    gateway.bus.publish_envelopes(envelopes).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": ids.len(), "ids": ids })),
+    ))
+}
+
+/// `GET /healthz`.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`.
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<impl IntoResponse, ApiError> {
+    let transport = &gateway.transport;
+    transport.ready().await.map_err(|error| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            error.to_string(),
+        )
+    })?;
+    Ok(Json(
+        json!({ "status": "ready", "transport": transport.name() }),
+    ))
+}
+
+/// `GET /metrics`.
+async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gateway.metrics.render(),
+    )
+}
+
+/// The OpenAPI document, kept beside this file; a test checks it against the routes.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /v1/openapi.json`.
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}

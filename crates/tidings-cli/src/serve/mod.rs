@@ -1,0 +1,160 @@
+//! `tidings serve`: the bus as a service.
+//!
+//! Starts on the embedded SQLite store with no configuration, or on the transport a URL
+//! names (`--url`, else `TIDINGS_URL`): `sqlite://PATH`, `amqp://`/`amqps://`, `nats://`/
+//! `tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) until SIGTERM or
+//! SIGINT; then it stops taking requests, lets the ones in flight finish (their publishes
+//! confirmed) within the shutdown deadline, closes the transport and exits 0.
+
+mod gateway;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+/// Where to serve, and on what. Each setting: the flag, else its environment variable,
+/// else the configuration file ([`crate::config`]), else the default.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration file (default: `tidings.toml` in the working directory, if any).
+    #[arg(long, env = "TIDINGS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The transport: `sqlite://PATH`, `amqp://...`, `nats://...`, `redis://...`. Default:
+    /// the embedded store at `--store`.
+    #[arg(long, env = "TIDINGS_URL")]
+    url: Option<String>,
+    /// The embedded store's file, when no URL is given (default `tidings.db`).
+    #[arg(long, env = "TIDINGS_STORE")]
+    store: Option<PathBuf>,
+    /// The address to listen on (default `127.0.0.1:7878`; port 0: any free port, printed
+    /// at start).
+    #[arg(long, env = "TIDINGS_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The largest request body accepted, in bytes (default 1 MiB).
+    #[arg(long, env = "TIDINGS_MAX_BODY")]
+    max_body: Option<usize>,
+    /// How long requests in flight may take to finish at shutdown (default 10 s).
+    #[arg(long, env = "TIDINGS_SHUTDOWN_DEADLINE", value_parser = humantime::parse_duration)]
+    shutdown_deadline: Option<Duration>,
+}
+
+/// The settings in effect.
+struct Settings {
+    url: String,
+    listen: SocketAddr,
+    max_body: usize,
+    shutdown_deadline: Duration,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let file = crate::config::FileConfig::load(self.config.as_deref())?;
+        let store = self
+            .store
+            .clone()
+            .or(file.store)
+            .unwrap_or_else(|| PathBuf::from("tidings.db"));
+        Ok(Settings {
+            url: self
+                .url
+                .clone()
+                .or(file.url)
+                .unwrap_or_else(|| format!("sqlite://{}", store.display())),
+            listen: self
+                .listen
+                .or(file.serve.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7878))),
+            max_body: self.max_body.or(file.serve.max_body).unwrap_or(1024 * 1024),
+            shutdown_deadline: self
+                .shutdown_deadline
+                .or(file.serve.shutdown_deadline)
+                .unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Runs the service until a signal stops it.
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let args = args.settings()?;
+    let url = args.url.clone();
+    let transport = crate::transport::open(&url).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let bus = tidings::Bus::builder_shared(transport.clone())
+        .without_inbox()
+        .observer(tidings::metrics::Metrics::new())
+        .build()?;
+    let app = gateway::router(
+        gateway::Gateway::new(transport.clone(), bus.clone(), metrics),
+        args.max_body,
+    );
+    println!(
+        "tidings serve: {} transport at {}",
+        transport.name(),
+        tidings::broker_url::BrokerUrl::new(&url).redacted()
+    );
+    println!("  gateway:  http://{addr}/v1/events");
+    println!("  health:   http://{addr}/healthz, http://{addr}/readyz");
+    println!("  metrics:  http://{addr}/metrics");
+    println!("  listening on http://{addr}");
+    // The tests (and process managers) read the lines above as they come.
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    println!("tidings serve: stopping; finishing requests in flight");
+    let _ = stopping.send(());
+    match tokio::time::timeout(args.shutdown_deadline, server).await {
+        Ok(served) => served??,
+        Err(_) => eprintln!(
+            "tidings serve: requests still in flight after {:?}; closing anyway",
+            args.shutdown_deadline
+        ),
+    }
+    bus.shutdown().await?;
+    transport.close().await?;
+    println!("tidings serve: stopped");
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! The transport a URL names, for the commands that take `--url`.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tidings::transport::Transport;
+
+/// The transport `url` names, connected.
+pub(crate) async fn open(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    let redacted = tidings::broker_url::BrokerUrl::new(url).redacted();
+    let transport: Arc<dyn Transport> = match scheme {
+        "sqlite" => {
+            let path = url.trim_start_matches("sqlite://");
+            Arc::new(
+                tidings::sqlite::SqliteTransport::open(tidings::sqlite::SqliteConfig::new(path))
+                    .await
+                    .with_context(|| format!("opening the store at {path}"))?,
+            )
+        }
+        "amqp" | "amqps" => Arc::new(
+            tidings::amqp::AmqpTransport::connect(tidings::amqp::AmqpConfig::new(url))
+                .await
+                .with_context(|| format!("connecting to {redacted}"))?,
+        ),
+        "nats" | "tls" => Arc::new(
+            tidings::nats::NatsTransport::connect(tidings::nats::NatsConfig::new(url))
+                .await
+                .with_context(|| format!("connecting to {redacted}"))?,
+        ),
+        "redis" | "rediss" => Arc::new(
+            tidings::redis::RedisTransport::connect(tidings::redis::RedisConfig::new(url))
+                .await
+                .with_context(|| format!("connecting to {redacted}"))?,
+        ),
+        _ => anyhow::bail!(
+            "`{redacted}`: not a transport this tidings serves (sqlite://, amqp://, amqps://, \
+             nats://, tls://, redis://, rediss://)"
+        ),
+    };
+    Ok(transport)
+}

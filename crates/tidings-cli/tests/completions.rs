@@ -1,0 +1,18 @@
+//! `tidings completions`: scripts for the shells.
+
+use std::process::Command;
+
+#[test]
+fn completion_scripts_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(["completions", shell])
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["publish", "serve", "dlq", "topology"] {
+            assert!(script.contains(command), "{shell} completes `{command}`");
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The Lua scripts that make multi-key steps atomic on the server.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Routes events into subscription streams, provided the bindings did not change since the
+/// caller computed the routes (else returns -1 and adds nothing: the caller reloads them).
+///
+/// `KEYS[1]` the bindings version, `KEYS[2..]` the target streams. `ARGV[1]` the version the
+/// routes were computed from, `ARGV[2]` `""`, `MAXLEN` or `MINID`, `ARGV[3]` its threshold;
+/// then per event: the number of targets, their indexes in `KEYS`, topic, content type, body.
+pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local version = redis.call('GET', KEYS[1]) or '0'
+if version ~= ARGV[1] then return -1 end
+local i, added = 4, 0
+while i <= #ARGV do
+  local n = tonumber(ARGV[i]); i = i + 1
+  local first = i; i = i + n
+  local topic, ctype, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
+  for t = first, first + n - 1 do
+    local key = KEYS[tonumber(ARGV[t])]
+    if ARGV[2] == '' then
+      redis.call('XADD', key, '*', 'topic', topic, 'content_type', ctype, 'body', body)
+    else
+      redis.call('XADD', key, ARGV[2], '~', ARGV[3], '*',
+        'topic', topic, 'content_type', ctype, 'body', body)
+    end
+    added = added + 1
+  end
+end
+return added
+",
+    )
+});
+
+/// Adds patterns to a subscription's bindings; when anything changed, sets the version to a
+/// fresh token (a counter would start again at the same values after Redis lost its data,
+/// and a publisher's stale table could then pass for current). Returns the version.
+///
+/// `KEYS[1]` the bindings hash, `KEYS[2]` the version. `ARGV[1]` the fresh token,
+/// `ARGV[2]` the subscription, `ARGV[3..]` its patterns.
+pub(crate) static BIND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+local patterns, seen, changed = {}, {}, not current
+if current then
+  for _, p in ipairs(cjson.decode(current)) do
+    patterns[#patterns + 1] = p; seen[p] = true
+  end
+end
+for i = 3, #ARGV do
+  if not seen[ARGV[i]] then
+    patterns[#patterns + 1] = ARGV[i]; seen[ARGV[i]] = true; changed = true
+  end
+end
+if changed then
+  local encoded = '[]'
+  if #patterns > 0 then encoded = cjson.encode(patterns) end
+  redis.call('HSET', KEYS[1], ARGV[2], encoded)
+  redis.call('SET', KEYS[2], ARGV[1])
+  return ARGV[1]
+end
+return redis.call('GET', KEYS[2]) or '0'
+",
+    )
+});
+
+/// Moves retries that are due back into their stream. Returns the number moved and the
+/// next due time (Unix ms, -1 when none waits).
+///
+/// `KEYS[1]` the delayed set, `KEYS[2]` the stream. `ARGV[1]` now, `ARGV[2]` the most to
+/// move, `ARGV[3]` the prefix of the retries' keys.
+pub(crate) static MOVE_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(due) do
+  local key = ARGV[3] .. id
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then redis.call('XADD', KEYS[2], '*', unpack(fields)) end
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], id)
+end
+local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local at = -1
+if next[2] then at = tonumber(next[2]) end
+return {#due, at}
+",
+    )
+});
