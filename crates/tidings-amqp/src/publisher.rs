@@ -8,19 +8,18 @@
 //! another caller.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 use tidings_core::envelope::Envelope;
 use tidings_core::transport::{Publisher, TransportError};
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::AmqpTransport;
 use crate::binding;
-use crate::connection::Connector;
+use crate::connection::{Connector, Link};
 use crate::error::{Error, Result};
 
 /// Confirm channels open at once for publishing.
@@ -55,14 +54,14 @@ impl Message {
 
 /// A confirm-mode channel and the exchanges already declared through it.
 struct Open {
-    conn: Arc<Connection>,
+    conn: Link,
     channel: Channel,
     exchanges: HashSet<String>,
 }
 
 impl Open {
     fn usable(&self) -> bool {
-        self.conn.status().connected() && self.channel.status().connected()
+        self.conn.usable() && self.channel.status().connected()
     }
 }
 
@@ -111,14 +110,22 @@ impl crate::Inner {
             });
         }
         let timeout = self.config.publish_timeout;
+        let used = std::sync::Mutex::new(None);
         match tokio::time::timeout(
             timeout,
-            self.publish_on_a_channel(messages, mandatory, declare_exchanges),
+            self.publish_on_a_channel(messages, mandatory, declare_exchanges, &used),
         )
         .await
         {
             Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout(timeout)),
+            Err(_) => {
+                // No answer for the whole publish timeout: the connection is taken for dead
+                // (see `connection`), and the next publish opens another.
+                if let Some(link) = used.lock().expect("not poisoned").take() {
+                    self.connector.discard(&link);
+                }
+                Err(TransportError::Timeout(timeout))
+            }
         }
     }
 
@@ -127,6 +134,7 @@ impl crate::Inner {
         messages: Vec<Message>,
         mandatory: bool,
         declare_exchanges: bool,
+        used: &std::sync::Mutex<Option<Link>>,
     ) -> Result<(), TransportError> {
         let channels = &self.publishing;
         let _permit = channels.permits.acquire().await.expect("never closed");
@@ -138,6 +146,7 @@ impl crate::Inner {
                 None => break open_channel(&self.connector, self.config.publish_timeout).await?,
             }
         };
+        *used.lock().expect("not poisoned") = Some(open.conn.clone());
         let result = send(
             &self.connector,
             &mut open,

@@ -13,6 +13,7 @@ use tidings_core::transport::{
 
 use crate::AmqpTransport;
 use crate::acks::Acks;
+use crate::connection::Link;
 use crate::delivery::{AmqpDelivery, Subscription};
 use crate::error::{Error, Result};
 use crate::topology::{self, Declaration, QueueNames, QueueSettings};
@@ -86,8 +87,8 @@ struct Consuming {
     subscription: Arc<Subscription>,
     declarations: Vec<Declaration>,
     prefetch: u16,
-    /// The consumer and its channel's acks; `None` after the channel broke.
-    current: Option<(Consumer, Arc<Acks>)>,
+    /// The consumer, its channel's acks and its connection; `None` after the channel broke.
+    current: Option<(Consumer, Arc<Acks>, Link)>,
     failures: u32,
     /// Whether the subscription is declared on the broker as far as this stream knows.
     declared: bool,
@@ -102,7 +103,7 @@ impl Consuming {
             if connector.closed.is_cancelled() {
                 return None;
             }
-            let Some((consumer, acks)) = &mut self.current else {
+            let Some((consumer, acks, link)) = &mut self.current else {
                 if self.failures > 0 {
                     let pause = self
                         .subscription
@@ -147,6 +148,16 @@ impl Consuming {
             let next = tokio::select! {
                 biased;
                 () = connector.closed.cancelled() => return None,
+                () = link.gone.cancelled() => {
+                    tracing::warn!(
+                        queue = %self.subscription.names.queue,
+                        "the consumer's connection was given up; consuming again"
+                    );
+                    self.current = None;
+                    self.declared = false;
+                    self.failures += 1;
+                    continue;
+                }
                 next = consumer.next() => next,
             };
             match next {
@@ -185,31 +196,45 @@ async fn open(
     declarations: &[Declaration],
     prefetch: u16,
     declared: bool,
-) -> Result<(Consumer, Arc<Acks>)> {
+) -> Result<(Consumer, Arc<Acks>, Link)> {
     let connector = &subscription.inner.connector;
     let conn = connector.connection(None).await?;
-    let channel = conn
-        .create_channel()
-        .await
-        .map_err(|e| connector.error(&e, "opening a channel"))?;
-    if !declared {
-        for declaration in declarations {
-            declaration.apply(&channel, connector, false).await?;
+    // A connection that answers nothing (half-open after a network fault, before heartbeats
+    // notice) would stall the stream for good: the setup has the publish timeout, and a
+    // connection that misses it is replaced.
+    let patience = subscription.inner.config.publish_timeout;
+    let setup = async {
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(|e| connector.error(&e, "opening a channel"))?;
+        if !declared {
+            for declaration in declarations {
+                declaration.apply(&channel, connector, false).await?;
+            }
+        }
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| connector.error(&e, "setting the prefetch"))?;
+        let queue = &subscription.names.queue;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| connector.error(&e, &format!("consuming from queue `{queue}`")))?;
+        Ok((consumer, Acks::new(channel, connector.url().to_owned())))
+    };
+    let opened = tokio::time::timeout(patience, setup).await;
+    match opened {
+        Ok(opened) => opened.map(|(consumer, acks)| (consumer, acks, conn)),
+        Err(_) => {
+            connector.discard(&conn);
+            Err(Error::Timeout(patience))
         }
     }
-    channel
-        .basic_qos(prefetch, BasicQosOptions { global: false })
-        .await
-        .map_err(|e| connector.error(&e, "setting the prefetch"))?;
-    let queue = &subscription.names.queue;
-    let consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| connector.error(&e, &format!("consuming from queue `{queue}`")))?;
-    Ok((consumer, Acks::new(channel, connector.url().to_owned())))
 }

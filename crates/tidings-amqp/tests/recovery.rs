@@ -16,10 +16,13 @@ use tidings::transport::{Publisher, Subscriber, Transport};
 use tidings_amqp::AmqpTransport;
 use tidings_sqlite::{FailoverPublisher, SqliteConfig, SqliteTransport};
 use tidings_testkit::conformance::{envelope, seq_of};
-use tidings_testkit::{Harness, Namespace, Probe, faults, recv};
+use tidings_testkit::{Harness, Namespace, Probe, faults, recv, within};
 
 /// One test at a time touches the broker's life.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long one test may take before it fails as hung (they pass in under a minute).
+const LIMIT: Duration = Duration::from_secs(420);
 
 struct Restartable;
 
@@ -34,8 +37,8 @@ impl Harness for Restartable {
     }
 
     async fn restart_broker(&self) -> bool {
-        common::stop_broker().await;
-        common::start_broker().await;
+        let stopped = common::stop_broker().await;
+        common::start_broker(stopped).await;
         true
     }
 }
@@ -46,7 +49,12 @@ async fn reconnect_after_broker_restart() {
     if common::connect(common::config()).await.is_none() {
         return;
     }
-    tidings_testkit::conformance::reconnect_after_broker_restart(&Restartable).await;
+    within(
+        LIMIT,
+        "reconnect_after_broker_restart",
+        tidings_testkit::conformance::reconnect_after_broker_restart(&Restartable),
+    )
+    .await;
 }
 
 async fn stream_through(fault: &str, events: u64) {
@@ -65,9 +73,9 @@ async fn stream_through(fault: &str, events: u64) {
         events,
         || async {
             if fault == "restart" {
-                common::stop_broker().await;
+                let stopped = common::stop_broker().await;
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                common::start_broker().await;
+                common::start_broker(stopped).await;
             } else {
                 common::rabbitmqctl(&["close_all_connections", "tidings recovery test"]).await;
             }
@@ -81,13 +89,23 @@ async fn stream_through(fault: &str, events: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_stream_of_10000_events_loses_nothing() {
     let _broker = BROKER.lock().await;
-    stream_through("restart", 10_000).await;
+    within(
+        LIMIT,
+        "10,000 events through a restart",
+        stream_through("restart", 10_000),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_closed_by_the_broker_mid_stream_lose_nothing() {
     let _broker = BROKER.lock().await;
-    stream_through("close_all_connections", 10_000).await;
+    within(
+        LIMIT,
+        "10,000 events through closed connections",
+        stream_through("close_all_connections", 10_000),
+    )
+    .await;
 }
 
 /// The failover publisher of the embedded store in front of RabbitMQ: while the broker is
@@ -96,6 +114,15 @@ async fn connections_closed_by_the_broker_mid_stream_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_failover_publisher_spools_through_a_broker_outage() {
     let _broker = BROKER.lock().await;
+    within(
+        LIMIT,
+        "the failover publisher test",
+        spool_through_an_outage(),
+    )
+    .await;
+}
+
+async fn spool_through_an_outage() {
     let Some(transport) = common::connect(
         common::config()
             .connection_name("tidings-failover")
@@ -136,7 +163,7 @@ async fn the_failover_publisher_spools_through_a_broker_outage() {
             .expect("direct");
     }
     assert!(!publisher.is_spooling().await);
-    common::stop_broker().await;
+    let stopped = common::stop_broker().await;
     let outage = Instant::now();
     for seq in 500..1500 {
         publisher
@@ -150,7 +177,7 @@ async fn the_failover_publisher_spools_through_a_broker_outage() {
         "the outage switched to the spool"
     );
     let waiting = publisher.spooled().await.expect("spooled");
-    common::start_broker().await;
+    common::start_broker(stopped).await;
     for seq in 1500..2000 {
         publisher
             .publish(&envelope(&ns, "order.paid", seq))

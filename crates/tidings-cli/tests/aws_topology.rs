@@ -4,13 +4,14 @@
 use std::process::Output;
 
 fn tidings(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(args)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("run tidings")
+    tidings_testkit::process::output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args(args)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing"),
+        std::time::Duration::from_secs(60),
+    )
 }
 
 fn text(output: &Output) -> String {

@@ -5,10 +5,10 @@ use std::process::Command;
 #[test]
 fn completion_scripts_name_the_commands() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .args(["completions", shell])
-            .output()
-            .expect("run");
+        let out = tidings_testkit::process::output(
+            Command::new(env!("CARGO_BIN_EXE_tidings")).args(["completions", shell]),
+            std::time::Duration::from_secs(30),
+        );
         assert!(out.status.success(), "{shell}");
         let script = String::from_utf8_lossy(&out.stdout);
         for command in ["publish", "serve", "dlq", "topology"] {

@@ -11,10 +11,10 @@ use tidings::transport::{DeadLetters, Publisher, Subscriber};
 use tidings_testkit::{Namespace, conformance::spec, recv};
 
 fn tidings(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(args)
-        .output()
-        .expect("run tidings")
+    tidings_testkit::process::output(
+        Command::new(env!("CARGO_BIN_EXE_tidings")).args(args),
+        Duration::from_secs(60),
+    )
 }
 
 fn stdout(out: &Output) -> String {

@@ -1,8 +1,7 @@
 //! `tidings publish`: one event from the command line reaches a subscription on the
 //! machine's Redis; bad input is one line and exit code 2.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use tidings::redis::{RedisConfig, RedisTransport};
@@ -14,21 +13,13 @@ fn redis_url() -> String {
 }
 
 fn publish(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("publish")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tidings publish");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("output")
+    tidings_testkit::process::output_with_input(
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .arg("publish")
+            .args(args),
+        stdin.as_bytes(),
+        Duration::from_secs(60),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

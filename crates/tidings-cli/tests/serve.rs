@@ -3,15 +3,26 @@
 //! without losing an event it accepted.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tidings::envelope::Envelope;
 use tidings::redis::{RedisConfig, RedisTransport};
 use tidings::transport::{DeliveryStream, Subscriber};
-use tidings_testkit::{Namespace, conformance::spec, recv};
+use tidings_testkit::process::{self, Guarded, Lines};
+use tidings_testkit::{Namespace, conformance::spec, recv, within};
+
+/// How long the server may take to exit after SIGTERM (its shutdown deadline is 10 s).
+const EXIT_LIMIT: Duration = Duration::from_secs(30);
+
+/// An HTTP client whose requests fail after 10 s instead of waiting for ever.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| RedisConfig::DEFAULT_URL.to_owned())
@@ -19,7 +30,7 @@ fn redis_url() -> String {
 
 /// A running `tidings serve` and its address; killed when dropped.
 struct Served {
-    child: Child,
+    child: Guarded,
     base: String,
 }
 
@@ -36,25 +47,18 @@ impl Served {
 
     /// `tidings serve` with exactly `args`.
     fn start_with(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tidings serve");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let base = loop {
-            let line = lines
-                .next()
-                .expect("tidings serve printed its address before exiting")
-                .expect("a line");
-            if let Some(base) = line.trim().strip_prefix("listening on ") {
-                break base.to_owned();
-            }
-        };
-        // Keep reading what it prints, so that it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let mut child = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_tidings"))
+                .arg("serve")
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let lines = Lines::read(child.0.stdout.take().expect("stdout"));
+        let line = lines.find(Duration::from_secs(30), "`listening on`", |line| {
+            line.trim().starts_with("listening on ")
+        });
+        let base = line.trim()["listening on ".len()..].to_owned();
         Self { child, base }
     }
 
@@ -64,22 +68,9 @@ impl Served {
 
     /// Sends SIGTERM and waits for the exit code.
     fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        let status = self.child.wait().expect("wait");
-        std::mem::forget(self);
-        status.code()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child
+            .terminate(EXIT_LIMIT, "tidings serve after SIGTERM")
+            .code()
     }
 }
 
@@ -107,7 +98,7 @@ async fn events_posted_in_either_content_mode_or_in_a_batch_reach_the_subscripti
         return;
     };
     let served = Served::start(&[]);
-    let http = reqwest::Client::new();
+    let http = http();
 
     let structured = Envelope::new("checkout-py", ns.topic("order.created"))
         .with_subject("order_1")
@@ -195,7 +186,7 @@ async fn requests_it_cannot_take_get_a_json_reason() {
         return;
     }
     let served = Served::start(&["--max-body", "1024"]);
-    let http = reqwest::Client::new();
+    let http = http();
     let cases: [(&str, Option<&str>, String, u16, &str); 4] = [
         (
             "/v1/events",
@@ -263,7 +254,7 @@ async fn sigterm_during_a_burst_loses_no_accepted_event() {
     for client in 0..8 {
         let (url, accepted, ns) = (url.clone(), accepted.clone(), ns.clone());
         clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = http();
             for seq in 0.. {
                 let id = format!("c{client}-{seq}");
                 let body = serde_json::json!({
@@ -284,15 +275,23 @@ async fn sigterm_during_a_burst_loses_no_accepted_event() {
             }
         }));
     }
-    while accepted.lock().unwrap().len() < 300 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let burst = async {
+        while accepted.lock().unwrap().len() < 300 {
+            assert!(
+                !clients.iter().all(|client| client.is_finished()),
+                "every client stopped after {} accepted events",
+                accepted.lock().unwrap().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    within(Duration::from_secs(60), "300 accepted events", burst).await;
     let code = tokio::task::spawn_blocking(move || served.terminate())
         .await
         .unwrap();
     assert_eq!(code, Some(0), "a clean exit");
     for client in clients {
-        let _ = client.await;
+        let _ = within(Duration::from_secs(30), "a client", client).await;
     }
     let accepted: BTreeSet<String> = accepted.lock().unwrap().iter().cloned().collect();
     let mut arrived = BTreeSet::new();
@@ -323,7 +322,7 @@ async fn the_openapi_document_is_valid_and_describes_the_routes() {
         return;
     }
     let served = Served::start(&[]);
-    let http = reqwest::Client::new();
+    let http = http();
     let answer = http
         .get(served.url("/v1/openapi.json"))
         .send()
@@ -339,11 +338,12 @@ async fn the_openapi_document_is_valid_and_describes_the_routes() {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("openapi.json");
             std::fs::write(&file, &text).unwrap();
-            let out = Command::new(python)
-                .args(["-m", "openapi_spec_validator"])
-                .arg(&file)
-                .output()
-                .expect("run openapi-spec-validator");
+            let out = process::output(
+                Command::new(python)
+                    .args(["-m", "openapi_spec_validator"])
+                    .arg(&file),
+                Duration::from_secs(60),
+            );
             assert!(
                 out.status.success(),
                 "openapi-spec-validator: {}{}",
@@ -411,19 +411,21 @@ async fn readiness_follows_the_transports_connection() {
         .port()
         .to_string();
     let start_redis = || {
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
+        Guarded::try_spawn(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
     };
     let mut redis = match start_redis() {
         Ok(child) => child,
@@ -444,7 +446,7 @@ async fn readiness_follows_the_transports_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let served = Served::start_at(&url, &[]);
-    let http = reqwest::Client::new();
+    let http = http();
     let ready = || async {
         let answer = http.get(served.url("/readyz")).send().await.expect("get");
         let status = answer.status().as_u16();
@@ -460,13 +462,12 @@ async fn readiness_follows_the_transports_connection() {
         "{body}"
     );
 
-    redis.kill().unwrap();
-    redis.wait().unwrap();
+    redis.kill();
     let (status, body) = ready().await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"], "not_ready");
 
-    let mut redis = start_redis().expect("restart redis-server");
+    let _redis = start_redis().expect("restart redis-server");
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (status, body) = ready().await;
@@ -480,8 +481,6 @@ async fn readiness_follows_the_transports_connection() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(served);
-    let _ = redis.kill();
-    let _ = redis.wait();
 }
 
 /// `/metrics` counts what the gateway published and what it turned away, in the
@@ -493,7 +492,7 @@ async fn metrics_count_published_and_rejected_requests() {
         return;
     }
     let served = Served::start(&[]);
-    let http = reqwest::Client::new();
+    let http = http();
     for i in 0..3 {
         let body = serde_json::json!({
             "specversion": "1.0", "id": format!("m{i}"), "source": "py",
@@ -560,7 +559,7 @@ async fn the_configuration_file_sets_what_flags_do_not() {
     )
     .unwrap();
     let served = Served::start_with(&["--config", file.to_str().unwrap()]);
-    let http = reqwest::Client::new();
+    let http = http();
     let ready: serde_json::Value = http
         .get(served.url("/readyz"))
         .send()
@@ -585,10 +584,14 @@ async fn the_configuration_file_sets_what_flags_do_not() {
     assert_eq!(served.terminate(), Some(0));
 
     std::fs::write(&file, "[serve]\nlisten_on = \"127.0.0.1:0\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--config", file.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = process::output(
+        Command::new(env!("CARGO_BIN_EXE_tidings")).args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

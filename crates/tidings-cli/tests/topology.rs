@@ -6,10 +6,10 @@ use std::process::Output;
 use tidings_testkit::Namespace;
 
 fn tidings(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(args)
-        .output()
-        .expect("run tidings")
+    tidings_testkit::process::output(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tidings")).args(args),
+        std::time::Duration::from_secs(60),
+    )
 }
 
 fn text(output: &Output) -> String {

@@ -1,5 +1,7 @@
 //! Publishing with server acknowledgements, pipelined.
 
+use std::time::Duration;
+
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_trait::async_trait;
 use tidings_core::envelope::Envelope;
@@ -89,8 +91,13 @@ impl Publisher for NatsTransport {
     /// Stops publishing and consuming; acks already sent are flushed to the server.
     async fn close(&self) -> Result<(), TransportError> {
         self.inner.closed.cancel();
-        if let Err(error) = self.inner.client.flush().await {
-            tracing::debug!(%error, "flush on close");
+        // Bounded: while the server is away, a flush would wait for the reconnection.
+        match tokio::time::timeout(Duration::from_secs(5), self.inner.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "flush on close"),
+            Err(_) => {
+                tracing::warn!("acks not flushed within 5 s of closing; they are redelivered")
+            }
         }
         Ok(())
     }

@@ -110,7 +110,12 @@ async fn reconnect_after_broker_restart() {
     if common::connect(common::config()).await.is_none() {
         return;
     }
-    tidings_testkit::conformance::reconnect_after_broker_restart(&Restartable).await;
+    tidings_testkit::within(
+        tidings_testkit::conformance::CASE_LIMIT,
+        "reconnect_after_broker_restart",
+        tidings_testkit::conformance::reconnect_after_broker_restart(&Restartable),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tidings::envelope::Envelope;
 use tidings::transport::{Publisher, Subscriber, SubscriptionSpec};
 use tidings::{Bus, HandlerError};
 use tidings_redis::{RedisTransport, Trim};
+use tidings_testkit::process::{Guarded, Lines};
 use tidings_testkit::{Probe, recv};
 
 const HOLDER: &str = "TIDINGS_REDIS_HOLDER";
@@ -92,7 +92,13 @@ async fn hold(args: String) {
         .expect("subscribe");
     let mut held = Vec::new();
     while held.len() < HELD {
-        held.push(stream.next().await.expect("a delivery").expect("delivered"));
+        // Bounded: a holder that gets nothing exits (and the parent fails), never hangs.
+        let next = tokio::time::timeout(Duration::from_secs(30), stream.next()).await;
+        held.push(
+            next.expect("a delivery within 30 s")
+                .expect("a delivery")
+                .expect("delivered"),
+        );
     }
     println!("holding {}", held.len());
     std::future::pending::<()>().await;
@@ -115,19 +121,19 @@ async fn killed_consumer() {
         .collect();
     transport.publish_batch(&events).await.expect("publish");
 
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .env(HOLDER, format!("{} {name} {topic}", common::prefix()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the holder");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("holder output");
+    let mut child = Guarded::spawn(
+        Command::new(std::env::current_exe().expect("test binary"))
+            .env(HOLDER, format!("{} {name} {topic}", common::prefix()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let lines = Lines::read(child.0.stdout.take().expect("stdout"));
+    let line = lines
+        .next_within(Duration::from_secs(60))
+        .expect("the holder said what it holds within 60 s");
     assert_eq!(line.trim(), format!("holding {HELD}"));
-    child.kill().expect("SIGKILL the holder");
-    child.wait().expect("reap");
+    // SIGKILL, and reaped.
+    child.kill();
     let killed = std::time::Instant::now();
 
     let mut stream = transport

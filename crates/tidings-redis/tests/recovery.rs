@@ -69,15 +69,19 @@ impl Server {
         self.child = Some(command.spawn()?);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(client) = redis::Client::open(self.url())
-                && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-            {
+            let url = self.url();
+            let answered = tokio::time::timeout(Duration::from_secs(2), async move {
+                let client = redis::Client::open(url).ok()?;
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
                 // LOADING while the AOF is replayed: wait for a real answer.
-                let pong: redis::RedisResult<String> =
-                    redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return Ok(());
-                }
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            })
+            .await;
+            if matches!(answered, Ok(Some(_))) {
+                return Ok(());
             }
             assert!(Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;

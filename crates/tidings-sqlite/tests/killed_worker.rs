@@ -6,7 +6,6 @@
 //! the same binary is the worker that the test starts and kills.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use tidings::topic::Pattern;
 use tidings::transport::{Publisher, Subscriber, SubscriptionSpec};
 use tidings::{Bus, HandlerError};
 use tidings_sqlite::{SqliteConfig, SqliteInbox, SqliteTransport};
+use tidings_testkit::process::{Guarded, Lines};
 
 const CHILD: &str = "TIDINGS_KILLED_WORKER_DIR";
 const SUBSCRIPTION: &str = "fulfilment";
@@ -213,29 +213,21 @@ async fn killed_worker_loses_nothing() {
     store.publish_batch(&events).await.expect("publish");
     store.close().await.expect("close");
 
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .env(CHILD, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the worker");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut handled_by_child = 0;
-    for line in stdout.lines() {
-        if line.expect("worker output").starts_with("handled ") {
-            handled_by_child += 1;
-            if handled_by_child == KILL_AFTER {
-                break;
-            }
-        }
-    }
-    assert_eq!(
-        handled_by_child, KILL_AFTER,
-        "the worker died before the kill"
+    let mut child = Guarded::spawn(
+        Command::new(std::env::current_exe().expect("test binary"))
+            .env(CHILD, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
     );
-    child.kill().expect("SIGKILL the worker"); // std sends SIGKILL on Unix
+    let lines = Lines::read(child.0.stdout.take().expect("stdout"));
+    for _ in 0..KILL_AFTER {
+        lines.find(Duration::from_secs(60), "`handled …`", |line| {
+            line.starts_with("handled ")
+        });
+    }
+    child.0.kill().expect("SIGKILL the worker"); // std sends SIGKILL on Unix
     let killed_at = Instant::now();
-    let status = child.wait().expect("reap");
+    let status = child.0.wait().expect("reap");
     assert!(!status.success(), "the worker was killed: {status}");
 
     let held = leased_by_the_dead(dir.path()).await;

@@ -99,7 +99,8 @@ fn seq_of(e: &Envelope) -> u64 {
 ///
 /// # Panics
 ///
-/// When a publish fails for good, or the bus cannot start.
+/// When a publish fails for good, the bus cannot start, or a step hangs (the fault and the
+/// rest of the publishing have three minutes each, the shutdown one).
 pub async fn stream_through_fault<F, Fut>(
     transport: Arc<dyn Transport>,
     inbox: impl Inbox,
@@ -120,7 +121,8 @@ where
         .expect("bus");
     let handled: Arc<Probe<u64>> = Probe::new();
     let seen = handled.clone();
-    bus.subscription(ns.subscription("billing"))
+    let subscribing = bus
+        .subscription(ns.subscription("billing"))
         .on_pattern(&ns.topic("order.*"), move |e: Arc<Envelope>| {
             let seen = seen.clone();
             async move {
@@ -130,7 +132,8 @@ where
         })
         .concurrency(16)
         .prefetch(128)
-        .start()
+        .start();
+    crate::within(Duration::from_secs(60), "subscribing", subscribing)
         .await
         .expect("subscribe");
 
@@ -176,8 +179,14 @@ where
     let handled_at_fault = handled.len();
     let still_publishing = !publishing.is_finished();
     let fault_at = Instant::now();
-    fault().await;
-    let publish_retries = publishing.await.expect("publisher");
+    crate::within(Duration::from_secs(180), "the fault", fault()).await;
+    let publish_retries = crate::within(
+        Duration::from_secs(180),
+        "publishing after the fault",
+        publishing,
+    )
+    .await
+    .expect("publisher");
     let deadline = Instant::now() + Duration::from_secs(180);
     let distinct = loop {
         let distinct: BTreeSet<u64> = handled.items().into_iter().collect();
@@ -201,6 +210,12 @@ where
         distinct,
         recovered_in,
     };
-    bus.shutdown().await.expect("shutdown");
+    crate::within(
+        Duration::from_secs(60),
+        "the bus's shutdown",
+        bus.shutdown(),
+    )
+    .await
+    .expect("shutdown");
     outcome
 }

@@ -30,13 +30,14 @@ pub mod logs;
 pub mod outbox;
 pub mod pki;
 mod probe;
+pub mod process;
 pub mod proxy;
 pub mod sample;
 pub mod service;
 
 pub use harness::{Harness, Namespace};
 pub use outbox::OutboxHarness;
-pub use probe::{Probe, recv, recv_none};
+pub use probe::{Probe, recv, recv_none, within};
 
 #[doc(hidden)]
 pub mod __private {
@@ -82,7 +83,12 @@ macro_rules! conformance_suite {
             )]
             async fn $case() {
                 let harness = $harness;
-                $crate::conformance::$case(&harness).await;
+                $crate::within(
+                    $crate::conformance::CASE_LIMIT,
+                    concat!("the conformance case `", stringify!($case), "`"),
+                    $crate::conformance::$case(&harness),
+                )
+                .await;
             }
         )*
     };

@@ -346,8 +346,12 @@ macro_rules! outbox_suite {
                 worker_threads = 2
             )]
             async fn $case() {
-                let Some(harness) = $harness.await else { return };
-                $crate::outbox::$case(&harness).await;
+                let what = concat!("the outbox case `", stringify!($case), "`");
+                $crate::within($crate::conformance::CASE_LIMIT, what, async {
+                    let Some(harness) = $harness.await else { return };
+                    $crate::outbox::$case(&harness).await;
+                })
+                .await;
             }
         )*
     };

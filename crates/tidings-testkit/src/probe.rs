@@ -75,3 +75,29 @@ pub async fn recv_none(stream: &mut DeliveryStream, limit: Duration) {
         panic!("expected no delivery, got {delivery:?}");
     }
 }
+
+/// Runs `work`, failing the test when it takes longer than `limit`.
+///
+/// A test that waits on a broker can hang if the broker, or the code under test, never
+/// answers. Without a bound that hang stops the whole test run; with one it fails, naming
+/// `what` it was waiting for.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+///
+/// let answer = tidings_testkit::within(Duration::from_secs(5), "the answer", async { 42 }).await;
+/// assert_eq!(answer, 42);
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When `limit` passes first.
+pub async fn within<F: std::future::Future>(limit: Duration, what: &str, work: F) -> F::Output {
+    match tokio::time::timeout(limit, work).await {
+        Ok(output) => output,
+        Err(_) => panic!("{what} did not finish within {limit:?}"),
+    }
+}

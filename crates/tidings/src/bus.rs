@@ -29,6 +29,9 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
+/// How long [`Bus::shutdown`] waits for the transport to close.
+const TRANSPORT_CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
 struct Inner {
     transport: Arc<dyn Transport>,
     source: String,
@@ -378,13 +381,23 @@ impl Bus {
     /// afterwards fails with [`Error::Closed`].
     ///
     /// Fails with [`Error::ShutdownTimeout`] when handlers were still running at the deadline;
-    /// their deliveries were not settled and will be redelivered.
+    /// their deliveries were not settled and will be redelivered. The transport gets 10 s to
+    /// close; one that does not answer by then is left, with a warning.
     pub async fn shutdown(&self) -> Result<()> {
         let started = Instant::now();
         self.inner.shutdown.cancel();
         self.inner.workers.close();
         self.inner.workers.wait().await;
-        self.inner.transport.close().await?;
+        // A broker that stopped answering must not hold the shutdown for ever: what the
+        // handlers settled is already sent, and what is left unacked comes back.
+        match tokio::time::timeout(TRANSPORT_CLOSE_LIMIT, self.inner.transport.close()).await {
+            Ok(closed) => closed?,
+            Err(_) => tracing::warn!(
+                transport = self.inner.transport.name(),
+                limit = ?TRANSPORT_CLOSE_LIMIT,
+                "the transport did not close in time; leaving it"
+            ),
+        }
         tracing::debug!(elapsed = ?started.elapsed(), "bus shut down");
         match self.inner.abandoned.load(Ordering::Relaxed) {
             0 => Ok(()),

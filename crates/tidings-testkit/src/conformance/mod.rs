@@ -25,6 +25,9 @@ use crate::Namespace;
 
 /// How long a case waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a whole case may take before it fails as hung (cases wait at most [`WAIT`] for
+/// each step, so only a hang reaches this).
+pub const CASE_LIMIT: Duration = Duration::from_secs(180);
 /// How long a case watches for something that should not happen.
 pub const QUIET: Duration = Duration::from_millis(500);
 
