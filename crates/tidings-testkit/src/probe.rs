@@ -42,6 +42,25 @@ impl<T: Clone> Probe<T> {
         self.len() == 0
     }
 
+    /// Waits until `done` holds for the items recorded, or `limit` passed; returns what is
+    /// there. For counts that duplicates must not satisfy, e.g. distinct ids under
+    /// at-least-once delivery.
+    pub async fn wait_until(&self, limit: Duration, done: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if done(&self.items.lock().expect("probe lock")) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        self.items()
+    }
+
     /// Waits until at least `n` items arrived, or `limit` passed; returns what is there.
     pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<T> {
         let _ = tokio::time::timeout(limit, async {
