@@ -92,7 +92,7 @@ impl Target {
 }
 
 /// A dead letter as JSON.
-fn letter_json(letter: &DeadLetter) -> serde_json::Value {
+pub(crate) fn letter_json(letter: &DeadLetter) -> serde_json::Value {
     let original = match &letter.original {
         Original::Envelope(envelope) => {
             let body = tidings::codec::Codec::encode(&tidings::codec::StructuredJson, envelope)

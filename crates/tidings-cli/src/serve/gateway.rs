@@ -11,6 +11,12 @@
 //! - `GET /metrics`: Prometheus text: what the bus records ([`tidings::metrics`]) and
 //!   `tidings_gateway_rejected_total{error}`.
 //! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of these routes (`openapi.json`).
+//! - The dead-letter API of [`super::dead_letters`].
+//!
+//! With API tokens configured ([`super::auth`]), publishing and the dead-letter API need
+//! `Authorization: Bearer <token>` (`401 unauthorized` without a valid one, `403 forbidden`
+//! for a topic or tenant the token may not use); health, readiness, metrics and the OpenAPI
+//! document stay open, for probes and scrapers.
 //!
 //! A publish is answered `202 Accepted` only once the transport has confirmed it (the
 //! broker's confirm, the store's commit). Errors are JSON, `{"error": CODE, "reason": TEXT}`:
@@ -33,6 +39,9 @@ use tidings::codec::{BinaryMode, Codec, STRUCTURED_CONTENT_TYPE, StructuredJson}
 use tidings::envelope::{Envelope, ExtensionValue};
 use tidings::transport::{Transport, TransportError};
 
+use super::auth::{Caller, Tokens};
+use super::dead_letters;
+
 /// The media type of a batch.
 const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
@@ -42,6 +51,16 @@ pub(crate) struct Gateway {
     /// Publishes (and observes what it publishes).
     bus: tidings::Bus,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    tokens: Tokens,
+    webhooks: Vec<WebhookInfo>,
+}
+
+/// A webhook subscription this server runs, as the API shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct WebhookInfo {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) patterns: Vec<String>,
 }
 
 impl Gateway {
@@ -49,12 +68,28 @@ impl Gateway {
         transport: Arc<dyn Transport>,
         bus: tidings::Bus,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
+        tokens: Tokens,
+        webhooks: Vec<WebhookInfo>,
     ) -> Self {
         Self {
             transport,
             bus,
             metrics,
+            tokens,
+            webhooks,
         }
+    }
+
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        self.transport.as_ref()
+    }
+
+    pub(crate) fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    pub(crate) fn webhooks(&self) -> &[WebhookInfo] {
+        &self.webhooks
     }
 }
 
@@ -67,20 +102,37 @@ pub(crate) fn router(gateway: Gateway, max_body: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/subscriptions", get(dead_letters::subscriptions))
+        .route(
+            "/v1/subscriptions/{name}/dead-letters",
+            get(dead_letters::list).delete(dead_letters::purge),
+        )
+        .route(
+            "/v1/subscriptions/{name}/dead-letters:replay",
+            post(dead_letters::replay_many),
+        )
+        .route(
+            "/v1/subscriptions/{name}/dead-letters/{id}",
+            get(dead_letters::show),
+        )
+        .route(
+            "/v1/subscriptions/{name}/dead-letters/{id}/replay",
+            post(dead_letters::replay_one),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(Arc::new(gateway))
 }
 
 /// An error answered as JSON.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     reason: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -90,6 +142,26 @@ impl ApiError {
 
     fn invalid(reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_event", reason)
+    }
+
+    pub(crate) fn bad_request(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", reason)
+    }
+
+    pub(crate) fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", reason)
+    }
+
+    /// Adds a sentence to the reason.
+    pub(crate) fn with_detail(mut self, detail: impl AsRef<str>) -> Self {
+        self.reason = format!("{}; {}", self.reason, detail.as_ref());
+        self
+    }
+
+    /// The error's code (`invalid_event`, `forbidden`, ...).
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
     }
 }
 
@@ -144,6 +216,7 @@ impl From<TransportError> for ApiError {
             TransportError::Refused(_) | TransportError::Unroutable { .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", reason)
             }
+            TransportError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", reason),
             _ => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason),
         }
     }
@@ -207,10 +280,12 @@ fn event(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, ApiError> {
 /// `POST /v1/events`.
 async fn publish(
     State(gateway): State<Arc<Gateway>>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let envelope = event(&headers, &body?)?;
+    let mut envelope = event(&headers, &body?)?;
+    caller.authorize_publish(&mut envelope)?;
     let (id, ty) = (envelope.id.clone(), envelope.ty.clone());
     gateway.bus.publish_envelope(envelope).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "type": ty }))))
@@ -219,6 +294,7 @@ async fn publish(
 /// `POST /v1/events:batch`.
 async fn publish_batch(
     State(gateway): State<Arc<Gateway>>,
+    Caller(caller): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -232,15 +308,20 @@ async fn publish_batch(
     }
     let items: Vec<&RawValue> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("not a JSON array of events: {e}")))?;
+    // One event the caller may not publish refuses the whole batch: nothing is published.
     let envelopes = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            StructuredJson
+            let mut envelope = StructuredJson
                 .decode(item.get().as_bytes())
-                .map_err(|e| ApiError::invalid(format!("event {i}: {e}")))
+                .map_err(|e| ApiError::invalid(format!("event {i}: {e}")))?;
+            caller
+                .authorize_publish(&mut envelope)
+                .map_err(|e| e.with_detail(format!("event {i}")))?;
+            Ok(envelope)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let ids: Vec<String> = envelopes.iter().map(|e| e.id.clone()).collect();
     gateway.bus.publish_envelopes(envelopes).await?;
     Ok((

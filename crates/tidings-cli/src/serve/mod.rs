@@ -2,11 +2,17 @@
 //!
 //! Starts on the embedded SQLite store with no configuration, or on the transport a URL
 //! names (`--url`, else `TIDINGS_URL`): `sqlite://PATH`, `amqp://`/`amqps://`, `nats://`/
-//! `tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) until SIGTERM or
-//! SIGINT; then it stops taking requests, lets the ones in flight finish (their publishes
-//! confirmed) within the shutdown deadline, closes the transport and exits 0.
+//! `tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) and the
+//! dead-letter API ([`dead_letters`]), guarded by API tokens ([`auth`]), and runs the
+//! webhook subscriptions of the configuration ([`webhook`]), until SIGTERM or SIGINT; then
+//! it stops taking requests, lets the ones in flight finish (their publishes confirmed)
+//! within the shutdown deadline, lets webhook deliveries in flight settle, closes the
+//! transport and exits 0.
 
+mod auth;
+mod dead_letters;
 mod gateway;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +53,8 @@ struct Settings {
     listen: SocketAddr,
     max_body: usize,
     shutdown_deadline: Duration,
+    tokens: Vec<crate::config::TokenSection>,
+    webhooks: Vec<crate::config::WebhookSection>,
 }
 
 impl ServeArgs {
@@ -72,6 +80,8 @@ impl ServeArgs {
                 .shutdown_deadline
                 .or(file.serve.shutdown_deadline)
                 .unwrap_or(Duration::from_secs(10)),
+            tokens: file.serve.tokens,
+            webhooks: file.serve.webhooks,
         })
     }
 }
@@ -97,6 +107,17 @@ async fn shutdown_signal() {
 /// Runs the service until a signal stops it.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let args = args.settings()?;
+    // Everything the configuration names is checked before anything starts.
+    let tokens = auth::Tokens::from_config(&args.tokens)?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the webhooks' HTTP client")?;
+    let webhooks = args
+        .webhooks
+        .iter()
+        .map(|section| webhook::Plan::from_config(section, client.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let url = args.url.clone();
     let transport = crate::transport::open(&url).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -118,8 +139,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .without_inbox()
         .observer(tidings::metrics::Metrics::new())
         .build()?;
+    let mut running = Vec::with_capacity(webhooks.len());
+    for plan in &webhooks {
+        running.push(plan.start(&bus).await?);
+    }
+    let infos = args
+        .webhooks
+        .iter()
+        .map(|section| gateway::WebhookInfo {
+            name: section.name.clone(),
+            url: section.url.clone(),
+            patterns: section.patterns.clone(),
+        })
+        .collect();
+    let open = tokens.is_open();
+    let token_count = tokens.len();
     let app = gateway::router(
-        gateway::Gateway::new(transport.clone(), bus.clone(), metrics),
+        gateway::Gateway::new(transport.clone(), bus.clone(), metrics, tokens, infos),
         args.max_body,
     );
     println!(
@@ -130,6 +166,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  gateway:  http://{addr}/v1/events");
     println!("  health:   http://{addr}/healthz, http://{addr}/readyz");
     println!("  metrics:  http://{addr}/metrics");
+    println!("  dead letters: http://{addr}/v1/subscriptions");
+    for plan in &webhooks {
+        println!("  webhook:  {} -> {}", plan.name(), plan.url());
+    }
+    if open {
+        println!(
+            "  API tokens: none configured; anyone who can reach {addr} may publish and \
+             replay (add [[serve.tokens]] to the configuration)"
+        );
+    } else {
+        println!("  API tokens: {token_count} configured");
+    }
     println!("  listening on http://{addr}");
     // The tests (and process managers) read the lines above as they come.
     use std::io::Write as _;
@@ -153,7 +201,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             args.shutdown_deadline
         ),
     }
+    // Webhook deliveries in flight finish (or come back later) before the transport closes.
     bus.shutdown().await?;
+    drop(running);
     transport.close().await?;
     println!("tidings serve: stopped");
     Ok(())
