@@ -350,7 +350,7 @@ async fn the_openapi_document_is_valid_and_describes_the_routes() {
             );
         }
     }
-    assert_eq!(operations, 12);
+    assert_eq!(operations, 13);
 }
 
 /// `/readyz` follows the transport: ready while its Redis answers, 503 with the reason

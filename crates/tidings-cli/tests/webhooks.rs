@@ -12,69 +12,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Served, http};
+use common::{Receiver, Served, http};
 use serde_json::{Value, json};
-use tidings_testkit::process::{Guarded, Lines};
-
-/// The Python endpoint, and what it printed.
-struct Receiver {
-    _child: Guarded,
-    lines: Lines,
-    port: u16,
-    /// Every request so far, in arrival order.
-    seen: Vec<Value>,
-}
-
-impl Receiver {
-    fn start(python: &str, secret: &str) -> Self {
-        let mut child = Guarded::spawn(
-            Command::new(python)
-                .arg(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/tests/webhook_receiver.py"
-                ))
-                .arg(secret)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit()),
-        );
-        let lines = Lines::read(child.0.stdout.take().expect("stdout"));
-        let first = lines.find(Duration::from_secs(30), "the receiver's port", |_| true);
-        let port = serde_json::from_str::<Value>(&first).expect("json")["port"]
-            .as_u64()
-            .expect("port") as u16;
-        Self {
-            _child: child,
-            lines,
-            port,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Reads requests until `done` holds for them, for at most `limit`.
-    fn wait_until(&mut self, limit: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
-        let deadline = std::time::Instant::now() + limit;
-        while !done(&self.seen) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let Some(line) = self.lines.next_within(left) else {
-                panic!(
-                    "{what}: not within {limit:?}; requests so far: {:#?}",
-                    self.seen
-                );
-            };
-            self.seen
-                .push(serde_json::from_str(&line).expect("a JSON line"));
-        }
-    }
-
-    /// The requests for event `id`, in order.
-    fn of(&self, id: &str) -> Vec<&Value> {
-        self.seen.iter().filter(|r| r["id"] == id).collect()
-    }
-}
 
 fn attempts(seen: &[Value], id: &str) -> usize {
     seen.iter().filter(|r| r["id"] == id).count()

@@ -5,6 +5,8 @@
 //! | name | kind | labels |
 //! |---|---|---|
 //! | `tidings_published_total` | counter | |
+//! | `tidings_delivered_total` | counter | `subscription` |
+//! | `tidings_in_flight` | gauge | `subscription` |
 //! | `tidings_settled_total` | counter | `subscription`, `outcome` (`acked`, `retried`, `dead_lettered`) |
 //! | `tidings_handler_duration_seconds` | histogram | `subscription`, `outcome` |
 //!
@@ -41,6 +43,14 @@ impl Metrics {
             "Events published and confirmed by the transport."
         );
         metrics::describe_counter!(
+            "tidings_delivered_total",
+            "Deliveries taken from the transport, by subscription."
+        );
+        metrics::describe_gauge!(
+            "tidings_in_flight",
+            "Deliveries being handled now, by subscription."
+        );
+        metrics::describe_counter!(
             "tidings_settled_total",
             "Deliveries handled and settled, by subscription and outcome."
         );
@@ -58,6 +68,12 @@ impl Observer for Metrics {
         metrics::counter!("tidings_published_total").increment(1);
     }
 
+    fn on_received(&self, subscription: &str, _envelope: Option<&Envelope>) {
+        let labels = [("subscription", subscription.to_owned())];
+        metrics::counter!("tidings_delivered_total", &labels).increment(1);
+        metrics::gauge!("tidings_in_flight", &labels).increment(1.0);
+    }
+
     fn on_settled(
         &self,
         subscription: &str,
@@ -65,6 +81,8 @@ impl Observer for Metrics {
         settlement: &Settlement,
         elapsed: Duration,
     ) {
+        metrics::gauge!("tidings_in_flight", "subscription" => subscription.to_owned())
+            .decrement(1.0);
         let outcome = match settlement {
             Settlement::Ack => "acked",
             Settlement::Retry { .. } => "retried",
@@ -111,5 +129,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tidings_handler_duration_seconds"), "{text}");
+    }
+
+    #[test]
+    fn in_flight_rises_on_receipt_and_falls_on_settlement() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let observer = Metrics::new();
+            for _ in 0..3 {
+                observer.on_received("billing", None);
+            }
+            observer.on_settled("billing", None, &Settlement::Ack, Duration::ZERO);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains(r#"tidings_delivered_total{subscription="billing"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tidings_in_flight{subscription="billing"} 2"#),
+            "{text}"
+        );
     }
 }

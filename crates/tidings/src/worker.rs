@@ -94,6 +94,7 @@ impl Worker {
 
     async fn handle(&self, delivery: Box<dyn Delivery>, observer: &dyn Observer) {
         let started = Instant::now();
+        observer.on_received(&self.name, delivery.envelope().ok().map(|e| &**e));
         let envelope = match delivery.envelope() {
             Ok(envelope) => envelope.clone(),
             Err(undecodable) => {

@@ -11,7 +11,8 @@
 //! - `GET /metrics`: Prometheus text: what the bus records ([`tidings::metrics`]) and
 //!   `tidings_gateway_rejected_total{error}`.
 //! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of these routes (`openapi.json`).
-//! - The dead-letter API of [`super::dead_letters`].
+//! - The dead-letter API of [`super::dead_letters`]; the dashboard at `/` and its numbers,
+//!   `GET /v1/stats` ([`super::dashboard`]).
 //!
 //! With API tokens configured ([`super::auth`]), publishing and the dead-letter API need
 //! `Authorization: Bearer <token>` (`401 unauthorized` without a valid one, `403 forbidden`
@@ -40,7 +41,8 @@ use tidings::envelope::{Envelope, ExtensionValue};
 use tidings::transport::{Transport, TransportError};
 
 use super::auth::{Caller, Tokens};
-use super::dead_letters;
+use super::stats::Stats;
+use super::{dashboard, dead_letters};
 
 /// The media type of a batch.
 const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
@@ -53,6 +55,7 @@ pub(crate) struct Gateway {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     tokens: Tokens,
     webhooks: Vec<WebhookInfo>,
+    stats: Stats,
 }
 
 /// A webhook subscription this server runs, as the API shows it.
@@ -70,6 +73,7 @@ impl Gateway {
         metrics: metrics_exporter_prometheus::PrometheusHandle,
         tokens: Tokens,
         webhooks: Vec<WebhookInfo>,
+        stats: Stats,
     ) -> Self {
         Self {
             transport,
@@ -77,7 +81,12 @@ impl Gateway {
             metrics,
             tokens,
             webhooks,
+            stats,
         }
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     pub(crate) fn transport(&self) -> &dyn Transport {
@@ -102,6 +111,8 @@ pub(crate) fn router(gateway: Gateway, max_body: usize) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/v1/openapi.json", get(openapi))
+        .route("/", get(dashboard::page))
+        .route("/v1/stats", get(dashboard::stats))
         .route("/v1/subscriptions", get(dead_letters::subscriptions))
         .route(
             "/v1/subscriptions/{name}/dead-letters",

@@ -10,8 +10,10 @@
 //! transport and exits 0.
 
 mod auth;
+mod dashboard;
 mod dead_letters;
 mod gateway;
+mod stats;
 mod webhook;
 
 use std::net::SocketAddr;
@@ -135,9 +137,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             upkeep.run_upkeep();
         }
     });
+    let stats = stats::Stats::new();
     let bus = tidings::Bus::builder_shared(transport.clone())
         .without_inbox()
-        .observer(tidings::metrics::Metrics::new())
+        .observer((tidings::metrics::Metrics::new(), stats.clone()))
         .build()?;
     let mut running = Vec::with_capacity(webhooks.len());
     for plan in &webhooks {
@@ -155,7 +158,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let open = tokens.is_open();
     let token_count = tokens.len();
     let app = gateway::router(
-        gateway::Gateway::new(transport.clone(), bus.clone(), metrics, tokens, infos),
+        gateway::Gateway::new(
+            transport.clone(),
+            bus.clone(),
+            metrics,
+            tokens,
+            infos,
+            stats,
+        ),
         args.max_body,
     );
     println!(
@@ -163,6 +173,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         transport.name(),
         tidings::broker_url::BrokerUrl::new(&url).redacted()
     );
+    println!("  dashboard: http://{addr}/");
     println!("  gateway:  http://{addr}/v1/events");
     println!("  health:   http://{addr}/healthz, http://{addr}/readyz");
     println!("  metrics:  http://{addr}/metrics");

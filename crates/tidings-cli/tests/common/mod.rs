@@ -5,6 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use tidings::redis::RedisConfig;
 use tidings_testkit::process::{Guarded, Lines};
 
@@ -78,5 +80,65 @@ impl Served {
         self.child
             .terminate(EXIT_LIMIT, "tidings serve after SIGTERM")
             .code()
+    }
+}
+
+/// The Python endpoint, and what it printed.
+pub struct Receiver {
+    _child: Guarded,
+    lines: Lines,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Every request so far, in arrival order.
+    pub seen: Vec<Value>,
+}
+
+impl Receiver {
+    /// Starts `tests/webhook_receiver.py` with `python`, verifying with `secret`.
+    pub fn start(python: &str, secret: &str) -> Self {
+        let mut child = Guarded::spawn(
+            Command::new(python)
+                .arg(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/webhook_receiver.py"
+                ))
+                .arg(secret)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let lines = Lines::read(child.0.stdout.take().expect("stdout"));
+        let first = lines.find(Duration::from_secs(30), "the receiver's port", |_| true);
+        let port = serde_json::from_str::<Value>(&first).expect("json")["port"]
+            .as_u64()
+            .expect("port") as u16;
+        Self {
+            _child: child,
+            lines,
+            port,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads requests until `done` holds for them, for at most `limit`.
+    pub fn wait_until(&mut self, limit: Duration, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let deadline = std::time::Instant::now() + limit;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // A blocking wait: off the runtime's worker, so that other tasks run meanwhile.
+            let next = tokio::task::block_in_place(|| self.lines.next_within(left));
+            let Some(line) = next else {
+                panic!(
+                    "{what}: not within {limit:?}; requests so far: {:#?}",
+                    self.seen
+                );
+            };
+            self.seen
+                .push(serde_json::from_str(&line).expect("a JSON line"));
+        }
+    }
+
+    /// The requests for event `id`, in order.
+    pub fn of(&self, id: &str) -> Vec<&Value> {
+        self.seen.iter().filter(|r| r["id"] == id).collect()
     }
 }
