@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tidings::envelope::Envelope;
 use tidings::redis::{RedisConfig, RedisTransport};
+use tidings::trace::TraceParent;
 use tidings::transport::{DeliveryStream, Subscriber};
 use tidings_testkit::process::{self, Guarded};
 use tidings_testkit::{Namespace, conformance::spec, recv, within};
@@ -48,9 +49,12 @@ async fn events_posted_in_either_content_mode_or_in_a_batch_reach_the_subscripti
         .with_json_data(&serde_json::json!({ "total": 12.5 }))
         .unwrap();
     let body = tidings::codec::Codec::encode(&tidings::codec::StructuredJson, &structured).unwrap();
+    // The caller's trace: the event continues it.
+    let request_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let answer = http
         .post(served.url("/v1/events"))
         .header("content-type", "application/cloudevents+json")
+        .header("traceparent", request_trace)
         .body(body)
         .send()
         .await
@@ -59,7 +63,17 @@ async fn events_posted_in_either_content_mode_or_in_a_batch_reach_the_subscripti
     let got = recv(&mut stream, Duration::from_secs(10))
         .await
         .expect("structured");
-    assert_eq!(**got.envelope().unwrap(), structured);
+    let mut arrived = (**got.envelope().unwrap()).clone();
+    let trace = TraceParent::parse(arrived.extensions.traceparent.as_deref().unwrap_or(""))
+        .expect("a valid traceparent");
+    assert_eq!(
+        trace.trace_id(),
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the request's trace"
+    );
+    assert_ne!(trace.to_string(), request_trace, "a hop of its own");
+    arrived.extensions.traceparent = None;
+    assert_eq!(arrived, structured, "otherwise the event as posted");
     got.ack().await.unwrap();
 
     // Binary mode, a header value percent-encoded as the HTTP binding asks.
@@ -81,6 +95,15 @@ async fn events_posted_in_either_content_mode_or_in_a_batch_reach_the_subscripti
         .expect("binary");
     let envelope = got.envelope().unwrap();
     assert_eq!(envelope.id, "evt-2");
+    assert!(
+        envelope
+            .extensions
+            .traceparent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .is_some(),
+        "an event published without a trace starts one"
+    );
     assert_eq!(envelope.subject.as_deref(), Some("order 1"));
     assert_eq!(
         envelope.data_as::<serde_json::Value>().unwrap()["amount"],

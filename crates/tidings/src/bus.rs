@@ -259,15 +259,25 @@ impl Bus {
         if self.inner.shutdown.is_cancelled() {
             return Err(Error::Closed);
         }
-        if let Some(context) = HandlingContext::current() {
-            for envelope in &mut envelopes {
+        let context = HandlingContext::current();
+        let inherited = context.as_ref().and_then(|c| c.traceparent.clone());
+        for envelope in &mut envelopes {
+            let own = envelope.extensions.traceparent.take();
+            if let Some(context) = &context {
                 context.apply(envelope);
             }
+            let traceparent = crate::trace::for_publish(own.as_deref(), inherited.as_deref());
+            envelope.extensions.traceparent = Some(traceparent.to_string());
         }
         let span = tracing::debug_span!(
             "tidings.publish",
             count = envelopes.len(),
             event.r#type = envelopes.first().map(|e| e.ty.as_str()),
+            trace_id = envelopes
+                .first()
+                .and_then(|e| e.extensions.traceparent.as_deref())
+                .and_then(crate::trace::TraceParent::parse)
+                .map(|t| t.trace_id()),
         );
         self.inner
             .transport

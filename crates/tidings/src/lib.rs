@@ -84,6 +84,7 @@ mod observer;
 mod registry;
 mod route;
 mod subscription;
+pub mod trace;
 mod worker;
 
 pub use bus::{Bus, BusBuilder};

@@ -139,6 +139,40 @@ async fn publishing_from_a_handler_sets_causation_and_keeps_correlation() {
     bus.shutdown().await.unwrap();
 }
 
+/// W3C trace context: the first event of a flow starts a trace, and what a handler publishes
+/// continues it with a hop of its own.
+#[tokio::test(start_paused = true)]
+async fn a_flow_is_one_trace_and_each_published_event_a_hop_of_it() {
+    use tidings::trace::TraceParent;
+    let bus = bus();
+    let emails = order_to_email_chain(&bus).await;
+    let observed = Probe::new();
+    let seen = observed.clone();
+    bus.subscribe::<OrderCreated, _>("audit", move |e: Event<OrderCreated>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(e.envelope().clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let original = bus.envelope(&order("o-3")).unwrap();
+    assert!(original.extensions.traceparent.is_none());
+    bus.publish_envelope(original).await.unwrap();
+    let order = &observed.wait_for(1, WAIT).await[0];
+    let email = &emails.wait_for(1, WAIT).await[0];
+    let parse = |e: &Envelope| {
+        TraceParent::parse(e.extensions.traceparent.as_deref().expect("a traceparent"))
+            .expect("a valid traceparent")
+    };
+    let (started, continued) = (parse(order), parse(email));
+    assert_eq!(started.trace_id(), continued.trace_id(), "one trace");
+    assert_ne!(started, continued, "a hop of its own");
+    assert!(started.sampled());
+    bus.shutdown().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_first_event_of_a_flow_correlates_with_itself() {
     let bus = bus();

@@ -288,6 +288,21 @@ fn event(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, ApiError> {
     }
 }
 
+/// An event that names no trace continues the request's (its W3C `traceparent` header):
+/// the HTTP call that published it and its handling are one trace.
+fn continue_trace(headers: &HeaderMap, envelope: &mut Envelope) {
+    if envelope.extensions.traceparent.is_some() {
+        return;
+    }
+    let request = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(tidings::trace::TraceParent::parse);
+    if let Some(parent) = request {
+        envelope.extensions.traceparent = Some(parent.child().to_string());
+    }
+}
+
 /// `POST /v1/events`.
 async fn publish(
     State(gateway): State<Arc<Gateway>>,
@@ -297,6 +312,7 @@ async fn publish(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut envelope = event(&headers, &body?)?;
     caller.authorize_publish(&mut envelope)?;
+    continue_trace(&headers, &mut envelope);
     let (id, ty) = (envelope.id.clone(), envelope.ty.clone());
     gateway.bus.publish_envelope(envelope).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "type": ty }))))
@@ -330,6 +346,7 @@ async fn publish_batch(
             caller
                 .authorize_publish(&mut envelope)
                 .map_err(|e| e.with_detail(format!("event {i}")))?;
+            continue_trace(&headers, &mut envelope);
             Ok(envelope)
         })
         .collect::<Result<Vec<_>, ApiError>>()?;

@@ -180,7 +180,10 @@ pub async fn retry_with_backoff_then_dead_letter(harness: &impl Harness) {
         .start()
         .await
         .expect("subscribe");
-    let sent = envelope(&ns, "payment.initiated", 9).with_tenant("tenant_abc");
+    let mut sent = envelope(&ns, "payment.initiated", 9).with_tenant("tenant_abc");
+    // Its own trace context, which the bus keeps (it would start a trace for one without).
+    sent.extensions.traceparent =
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
     bus.publish_envelope(sent.clone()).await.expect("publish");
     let labels: Vec<_> = settled
         .wait_for(3, WAIT)

@@ -8,7 +8,8 @@ use super::{Handling, HandlingFuture};
 use crate::Disposition;
 
 /// One `tidings.handle` span per handling, carrying the subscription, handler, event type and
-/// id, attempt, W3C `traceparent` and, once known, the disposition.
+/// id, attempt, W3C `traceparent` and its trace id ([`crate::trace`]) and, once known, the
+/// disposition.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TracingLayer;
 
@@ -49,6 +50,13 @@ where
             event.source = %req.envelope.source,
             attempt = req.attempt,
             traceparent = req.envelope.extensions.traceparent.as_deref(),
+            trace_id = req
+                .envelope
+                .extensions
+                .traceparent
+                .as_deref()
+                .and_then(crate::trace::TraceParent::parse)
+                .map(|t| t.trace_id()),
             disposition = tracing::field::Empty,
         );
         let handled = self.inner.call(req);
