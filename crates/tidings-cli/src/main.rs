@@ -5,6 +5,7 @@ mod demo;
 mod dlq;
 mod publish;
 mod serve;
+mod telemetry;
 mod topology;
 mod transport;
 
@@ -56,17 +57,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; `RUST_LOG=tidings=debug` shows every handling span. The client
-    // libraries' own errors (a channel closed by a refused declaration, which tidings
-    // handles) stay out of the default output.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,lapin=off")),
-        )
-        .init();
-    match run(cli.command) {
+    // Every TLS connection of the process (brokers, webhooks to https://, the OTLP exporter)
+    // is rustls on ring; the HTTP clients are built without a provider of their own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let telemetry = match telemetry::init() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = run(cli.command);
+    // The last spans are exported before the process ends.
+    drop(telemetry);
+    match outcome {
         Ok(code) => code,
         Err(error) => {
             // One line, with its causes: `error: applying ...: queue `x` already exists ...`.

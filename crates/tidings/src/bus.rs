@@ -261,24 +261,38 @@ impl Bus {
         }
         let context = HandlingContext::current();
         let inherited = context.as_ref().and_then(|c| c.traceparent.clone());
+        let span = tracing::info_span!(
+            "tidings.publish",
+            count = envelopes.len(),
+            event.r#type = envelopes.first().map(|e| e.ty.as_str()),
+            trace_id = tracing::field::Empty,
+        );
+        if context.is_none() {
+            // Outside a handler, a trace the first event names is the publishing's parent.
+            crate::trace::adopt(
+                &span,
+                envelopes
+                    .first()
+                    .and_then(|e| e.extensions.traceparent.as_deref()),
+            );
+        }
+        let span_trace = crate::trace::of_span(&span);
         for envelope in &mut envelopes {
             let own = envelope.extensions.traceparent.take();
             if let Some(context) = &context {
                 context.apply(envelope);
             }
-            let traceparent = crate::trace::for_publish(own.as_deref(), inherited.as_deref());
+            let traceparent =
+                crate::trace::for_publish(own.as_deref(), span_trace, inherited.as_deref());
             envelope.extensions.traceparent = Some(traceparent.to_string());
         }
-        let span = tracing::debug_span!(
-            "tidings.publish",
-            count = envelopes.len(),
-            event.r#type = envelopes.first().map(|e| e.ty.as_str()),
-            trace_id = envelopes
-                .first()
-                .and_then(|e| e.extensions.traceparent.as_deref())
-                .and_then(crate::trace::TraceParent::parse)
-                .map(|t| t.trace_id()),
-        );
+        if let Some(first) = envelopes
+            .first()
+            .and_then(|e| e.extensions.traceparent.as_deref())
+            .and_then(crate::trace::TraceParent::parse)
+        {
+            span.record("trace_id", first.trace_id());
+        }
         self.inner
             .transport
             .publish_batch(&envelopes)

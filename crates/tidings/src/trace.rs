@@ -9,7 +9,10 @@
 //!   request by `tidings serve`) is kept as it is.
 //!
 //! The `tidings.publish` and `tidings.handle` spans record the trace id, so that the logs of
-//! every service on the flow can be joined on it.
+//! every service on the flow can be joined on it. With the `otel` feature and an
+//! OpenTelemetry layer installed, they are real spans of the trace: a handling span's parent
+//! is the event's `traceparent`, and an event published without one carries its publishing
+//! span's.
 //!
 //! ```
 //! use tidings::trace::TraceParent;
@@ -119,15 +122,82 @@ fn nonzero_u64() -> u64 {
 }
 
 /// The `traceparent` an event gets when published: its own if it has a valid one, else the
-/// next hop of `inherited` (the handled event's), else a new trace.
-pub(crate) fn for_publish(own: Option<&str>, inherited: Option<&str>) -> TraceParent {
+/// publishing span's (when OpenTelemetry records spans), else the next hop of `inherited`
+/// (the handled event's), else a new trace.
+pub(crate) fn for_publish(
+    own: Option<&str>,
+    span: Option<TraceParent>,
+    inherited: Option<&str>,
+) -> TraceParent {
     if let Some(own) = own.and_then(TraceParent::parse) {
         return own;
+    }
+    if let Some(span) = span {
+        return span;
     }
     match inherited.and_then(TraceParent::parse) {
         Some(parent) => parent.child(),
         None => TraceParent::root(),
     }
+}
+
+/// The bridge to OpenTelemetry, through the `tracing` spans tidings opens.
+#[cfg(feature = "otel")]
+pub(crate) mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceParent;
+
+    /// Makes `span` a child of the remote span `parent` names.
+    pub(crate) fn adopt(span: &tracing::Span, parent: &TraceParent) {
+        let remote = SpanContext::new(
+            TraceId::from_bytes(parent.trace_id.to_be_bytes()),
+            SpanId::from_bytes(parent.span_id.to_be_bytes()),
+            TraceFlags::new(parent.flags),
+            true,
+            TraceState::default(),
+        );
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+
+    /// The trace context of `span`, when an OpenTelemetry layer records it.
+    pub(crate) fn of(span: &tracing::Span) -> Option<TraceParent> {
+        let context = span.context();
+        let otel_span = context.span();
+        let span_context = otel_span.span_context();
+        span_context.is_valid().then(|| TraceParent {
+            trace_id: u128::from_be_bytes(span_context.trace_id().to_bytes()),
+            span_id: u64::from_be_bytes(span_context.span_id().to_bytes()),
+            flags: span_context.trace_flags().to_u8(),
+        })
+    }
+}
+
+/// The trace context of `span` when OpenTelemetry records it; `None` without the `otel`
+/// feature.
+pub(crate) fn of_span(span: &tracing::Span) -> Option<TraceParent> {
+    #[cfg(feature = "otel")]
+    {
+        otel::of(span)
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = span;
+        None
+    }
+}
+
+/// Makes `span` a child of `parent` when OpenTelemetry records spans.
+pub(crate) fn adopt(span: &tracing::Span, parent: Option<&str>) {
+    #[cfg(feature = "otel")]
+    if let Some(parent) = parent.and_then(TraceParent::parse) {
+        otel::adopt(span, &parent);
+    }
+    #[cfg(not(feature = "otel"))]
+    let _ = (span, parent);
 }
 
 #[cfg(test)]
@@ -164,11 +234,11 @@ mod tests {
 
     #[test]
     fn a_published_event_keeps_its_own_continues_the_handled_one_or_starts_a_trace() {
-        assert_eq!(for_publish(Some(EXAMPLE), None).to_string(), EXAMPLE);
-        let hop = for_publish(None, Some(EXAMPLE));
+        assert_eq!(for_publish(Some(EXAMPLE), None, None).to_string(), EXAMPLE);
+        let hop = for_publish(None, None, Some(EXAMPLE));
         assert_eq!(hop.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(hop.to_string(), EXAMPLE);
-        let root = for_publish(Some("garbage"), None);
+        let root = for_publish(Some("garbage"), None, None);
         assert_ne!(root.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(TraceParent::parse(&root.to_string()).is_some());
     }

@@ -288,8 +288,9 @@ fn event(headers: &HeaderMap, body: &[u8]) -> Result<Envelope, ApiError> {
     }
 }
 
-/// An event that names no trace continues the request's (its W3C `traceparent` header):
-/// the HTTP call that published it and its handling are one trace.
+/// An event that names no trace continues the request's (its W3C `traceparent` header): the
+/// caller's span is the parent of the event's publishing and handling, one trace from the
+/// HTTP call on.
 fn continue_trace(headers: &HeaderMap, envelope: &mut Envelope) {
     if envelope.extensions.traceparent.is_some() {
         return;
@@ -299,7 +300,7 @@ fn continue_trace(headers: &HeaderMap, envelope: &mut Envelope) {
         .and_then(|v| v.to_str().ok())
         .and_then(tidings::trace::TraceParent::parse);
     if let Some(parent) = request {
-        envelope.extensions.traceparent = Some(parent.child().to_string());
+        envelope.extensions.traceparent = Some(parent.to_string());
     }
 }
 

@@ -15,6 +15,8 @@ const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
 /// An HTTP client whose requests fail after 10 s instead of waiting for ever.
 pub fn http() -> reqwest::Client {
+    // The CLI builds reqwest's rustls without a provider: tests install ring, as it does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

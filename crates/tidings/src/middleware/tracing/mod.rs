@@ -59,6 +59,7 @@ where
                 .map(|t| t.trace_id()),
             disposition = tracing::field::Empty,
         );
+        crate::trace::adopt(&span, req.envelope.extensions.traceparent.as_deref());
         let handled = self.inner.call(req);
         let record = span.clone();
         Box::pin(
