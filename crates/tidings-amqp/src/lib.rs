@@ -243,6 +243,19 @@ impl Transport for AmqpTransport {
             .with_native_delay(true)
     }
 
+    /// The messages ready in the subscription's queue (RabbitMQ's count leaves out those
+    /// delivered and not yet acked, and knows no ages). `None` for a queue not declared.
+    async fn backlog(
+        &self,
+        subscription: &str,
+    ) -> std::result::Result<Option<tidings_core::transport::Backlog>, TransportError> {
+        match self.depth(subscription).await {
+            Ok(depth) => Ok(Some(tidings_core::transport::Backlog::new(depth, None))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Ready while connected to RabbitMQ; when not, tries to reconnect for half a second.
     async fn ready(&self) -> std::result::Result<(), tidings_core::transport::TransportError> {
         self.inner

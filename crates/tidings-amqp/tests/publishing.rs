@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use tidings::envelope::Envelope;
-use tidings::transport::{Publisher, Subscriber, TransportError};
+use tidings::transport::{Publisher, Subscriber, Transport, TransportError};
 use tidings_amqp::{AmqpTransport, ContentMode, Exchanges, QueueType};
 use tidings_testkit::conformance::spec;
 use tidings_testkit::{Namespace, recv, recv_none};
@@ -254,4 +254,38 @@ async fn a_queue_declared_with_other_settings_is_reported_not_crashed_on() {
             .await
             .expect("another subscription"),
     );
+}
+
+#[tokio::test]
+async fn the_backlog_is_the_messages_ready_in_the_queue() {
+    let Some(transport) = common::connect(common::config()).await else {
+        return;
+    };
+    let ns = Namespace::new();
+    let name = ns.subscription("backlog");
+    // Declared, then nobody consumes.
+    drop(
+        transport
+            .subscribe(&spec(&ns, "backlog", &["order.*"]))
+            .await
+            .expect("declare"),
+    );
+    for _ in 0..2 {
+        transport
+            .publish(&order(&ns, "order.created"))
+            .await
+            .expect("publish");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let backlog = transport.backlog(&name).await.expect("backlog");
+        let depth = backlog.expect("a declared queue").depth;
+        if depth == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "depth {depth}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unknown = transport.backlog(&ns.subscription("never-declared")).await;
+    assert!(matches!(unknown, Ok(None)), "{unknown:?}");
 }

@@ -572,3 +572,97 @@ async fn the_configuration_file_sets_what_flags_do_not() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("listen_on"), "{stderr}");
 }
+
+/// A webhook whose endpoint is down: its events wait, and `/v1/stats` and `/metrics` show
+/// the backlog (the embedded store counts every unacked event and knows the oldest's age).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_webhook_shows_its_backlog_on_stats_and_metrics() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+store = "{store}"
+[serve]
+listen = "127.0.0.1:0"
+[[serve.webhooks]]
+name = "stuck"
+patterns = ["order.*"]
+url = "http://127.0.0.1:{port}/events"
+secret = "s3cret"
+backoff = "10m"
+"#,
+            store = dir.path().join("tidings.db").display(),
+        ),
+    )
+    .unwrap();
+    let served = Served::start_with(&["--config", config.to_str().unwrap()]);
+    let http = http();
+    for i in 0..3 {
+        let answer = http
+            .post(served.url("/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .json(&serde_json::json!({
+                "specversion": "1.0", "id": format!("stuck-{i}"), "source": "s",
+                "type": "order.created",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    // Each is tried once (connection refused) and waits for its retry in ten minutes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stuck = loop {
+        let stats: serde_json::Value = http
+            .get(served.url("/v1/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stuck = stats["subscriptions"][0].clone();
+        if stuck["retried"] == 3 {
+            break stuck;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three retries: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stuck["backlog"]["depth"], 3, "{stuck}");
+    assert!(
+        stuck["backlog"]["oldest_age_s"].as_f64().unwrap() >= 0.0,
+        "{stuck}"
+    );
+    assert!(
+        stuck["last_failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "the failure names the endpoint: {stuck}"
+    );
+    let text = http
+        .get(served.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"tidings_queue_depth{subscription="stuck"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tidings_queue_oldest_age_seconds{subscription="stuck"}"#),
+        "{text}"
+    );
+    assert_eq!(served.terminate(), Some(0));
+}

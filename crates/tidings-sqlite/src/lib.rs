@@ -119,6 +119,30 @@ impl Transport for SqliteTransport {
             .with_native_delay(true)
     }
 
+    /// Every event of the subscription not acked yet (waiting, leased, or delayed for a
+    /// retry), and the age of the oldest since it was published.
+    async fn backlog(
+        &self,
+        subscription: &str,
+    ) -> std::result::Result<Option<tidings_core::transport::Backlog>, TransportError> {
+        let (depth, oldest): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(published_at) FROM tidings_messages \
+             WHERE subscription = ? AND acked_at IS NULL",
+        )
+        .bind(subscription)
+        .fetch_one(&self.shared.reader)
+        .await
+        .map_err(Error::from)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let age = oldest.map(|published| {
+            std::time::Duration::from_millis(u64::try_from(now - published).unwrap_or(0))
+        });
+        Ok(Some(tidings_core::transport::Backlog::new(
+            u64::try_from(depth).unwrap_or(0),
+            age,
+        )))
+    }
+
     /// Ready while open and the file answers a query.
     async fn ready(&self) -> std::result::Result<(), TransportError> {
         if self.shared.closed.is_cancelled() {

@@ -7,7 +7,7 @@ use tidings::dead_letter::Page;
 use tidings::envelope::Envelope;
 use tidings::topic::Pattern;
 use tidings::transport::{
-    DeadLetters, DeliveryStream, Publisher, Subscriber, SubscriptionSpec, TransportError,
+    DeadLetters, DeliveryStream, Publisher, Subscriber, SubscriptionSpec, Transport, TransportError,
 };
 use tidings_sqlite::{Error, SqliteConfig, SqliteTransport};
 use tidings_testkit::{recv, service};
@@ -53,6 +53,46 @@ async fn events_survive_closing_and_reopening_the_store() {
     let mut stream = store.subscribe(&spec()).await.expect("subscribe");
     assert_eq!(drain(&mut stream).await, (0..100).collect::<Vec<_>>());
     assert_eq!(store.depth("billing").await.expect("depth"), 0);
+}
+
+#[tokio::test]
+async fn the_backlog_counts_every_unacked_event_and_ages_the_oldest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = SqliteTransport::open(SqliteConfig::new(dir.path().join("events.db")))
+        .await
+        .expect("open");
+    drop(store.subscribe(&spec()).await.expect("declare"));
+    let batch: Vec<_> = (0..3).map(|seq| order(seq, 0)).collect();
+    store.publish_batch(&batch).await.expect("publish");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let backlog = store
+        .backlog("billing")
+        .await
+        .expect("backlog")
+        .expect("known");
+    assert_eq!(backlog.depth, 3);
+    assert!(
+        backlog.oldest_age.expect("an age") >= Duration::from_millis(30),
+        "{backlog:?}"
+    );
+    // Leased but unacked still counts; acked does not.
+    let mut stream = store.subscribe(&spec()).await.expect("subscribe");
+    let first = recv(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("one");
+    first.ack().await.expect("ack");
+    let backlog = store
+        .backlog("billing")
+        .await
+        .expect("backlog")
+        .expect("known");
+    assert_eq!(backlog.depth, 2);
+    let nobody = store
+        .backlog("nobody")
+        .await
+        .expect("backlog")
+        .expect("known");
+    assert_eq!((nobody.depth, nobody.oldest_age), (0, None));
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ pub(crate) async fn stats(
         // A transport that cannot count now (broker away) shows no number rather than failing
         // the whole page.
         let dead_letters = transport.count(&webhook.name).await.ok();
+        let backlog = transport.backlog(&webhook.name).await.ok().flatten();
         subscriptions.push(json!({
             "name": webhook.name,
             "kind": "webhook",
@@ -49,6 +50,11 @@ pub(crate) async fn stats(
             "retried": counts.retried,
             "dead_lettered": counts.dead_lettered,
             "dead_letters": dead_letters,
+            // Lag: what waits, and for how long (null when the transport cannot tell).
+            "backlog": backlog.map(|b| json!({
+                "depth": b.depth,
+                "oldest_age_s": b.oldest_age.map(|age| age.as_secs_f64()),
+            })),
             "last_failure": counts.last_failure,
         }));
     }

@@ -8,8 +8,10 @@
 //! - `GET /healthz`: the process is up.
 //! - `GET /readyz`: the transport can take work (connected to its broker, its store
 //!   answering); `503` with the reason when not.
-//! - `GET /metrics`: Prometheus text: what the bus records ([`tidings::metrics`]) and
-//!   `tidings_gateway_rejected_total{error}`.
+//! - `GET /metrics`: Prometheus text: what the bus records ([`tidings::metrics`]),
+//!   `tidings_gateway_rejected_total{error}`, and per webhook subscription
+//!   `tidings_queue_depth` and `tidings_queue_oldest_age_seconds` where the transport can
+//!   tell ([`Transport::backlog`]).
 //! - `GET /v1/openapi.json`: the OpenAPI 3.1 document of these routes (`openapi.json`).
 //! - The dead-letter API of [`super::dead_letters`]; the dashboard at `/` and its numbers,
 //!   `GET /v1/stats` ([`super::dashboard`]).
@@ -379,8 +381,20 @@ async fn readyz(State(gateway): State<Arc<Gateway>>) -> Result<impl IntoResponse
     ))
 }
 
-/// `GET /metrics`.
+/// `GET /metrics`. The backlog gauges are read from the transport at each scrape.
 async fn metrics_text(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    for webhook in gateway.webhooks() {
+        let Ok(Some(backlog)) = gateway.transport.backlog(&webhook.name).await else {
+            continue;
+        };
+        let labels = [("subscription", webhook.name.clone())];
+        metrics::gauge!("tidings_queue_depth", &labels).set(backlog.depth as f64);
+        if let Some(age) = backlog.oldest_age {
+            metrics::gauge!("tidings_queue_oldest_age_seconds", &labels).set(age.as_secs_f64());
+        } else if backlog.depth == 0 {
+            metrics::gauge!("tidings_queue_oldest_age_seconds", &labels).set(0.0);
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         gateway.metrics.render(),

@@ -173,4 +173,28 @@ pub trait Transport: Publisher + Subscriber + DeadLetters {
     /// `Err` says why not ([`TransportError::Closed`] once closed). For readiness probes
     /// (`tidings serve`'s `/readyz`): it returns within about a second.
     async fn ready(&self) -> Result<(), TransportError>;
+
+    /// What waits in `subscription`'s queue, for dashboards and alerts on lag; `None` when
+    /// this transport cannot tell (the default). Each transport documents what it counts.
+    async fn backlog(&self, subscription: &str) -> Result<Option<Backlog>, TransportError> {
+        let _ = subscription;
+        Ok(None)
+    }
+}
+
+/// What waits in a subscription's queue ([`Transport::backlog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backlog {
+    /// Events the subscription has not settled yet.
+    pub depth: u64,
+    /// How long ago the oldest of them was published, when the transport knows.
+    pub oldest_age: Option<Duration>,
+}
+
+impl Backlog {
+    /// `depth` events waiting, the oldest published `oldest_age` ago.
+    pub fn new(depth: u64, oldest_age: Option<Duration>) -> Self {
+        Self { depth, oldest_age }
+    }
 }
