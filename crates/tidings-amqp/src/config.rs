@@ -290,6 +290,13 @@ impl AmqpConfig {
         Ok(config)
     }
 
+    /// The same settings on another broker: for a URL given on the command line while the
+    /// `RABBITMQ_*` tuning variables still apply (`AmqpConfig::from_env()?.with_url(url)`).
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.url = BrokerUrl::new(url);
+        self
+    }
+
     /// The broker URL, printable (password redacted).
     pub fn url(&self) -> &BrokerUrl {
         &self.url
@@ -458,6 +465,16 @@ mod tests {
             "three retries after the first attempt"
         );
         assert_eq!(policy.initial_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_url_given_elsewhere_keeps_the_tuning_variables() {
+        let env = |name: &str| (name == "RABBITMQ_PREFETCH").then(|| "25".to_owned());
+        let config = AmqpConfig::from_lookup(env)
+            .unwrap()
+            .with_url("amqp://guest:guest@broker:5672/%2f");
+        assert_eq!(config.url.expose(), "amqp://guest:guest@broker:5672/%2f");
+        assert_eq!(config.prefetch, Some(25));
     }
 
     #[test]

@@ -38,6 +38,10 @@
 //!
 //! Secrets (`token`, `secret`) can sit in the file or, better, in the environment variable
 //! the `_env` key names; they never appear in logs or in `Debug` output.
+//!
+//! An `amqp://` URL is also tuned by the variables RabbitMQ users already set:
+//! `RABBITMQ_PREFETCH` (unacked deliveries per consumer) and `RABBITMQ_DLQ_TTL` (dead letters
+//! expire after this many milliseconds); a malformed one stops the command with its name.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -52,7 +52,8 @@ impl TopologyArgs {
             })
         });
         if let Some(url) = url {
-            config = AmqpConfig::new(url);
+            // The RABBITMQ_* tuning (dead-letter TTL, prefetch) still applies.
+            config = config.with_url(url);
         }
         Ok(config.connection_name("tidings topology"))
     }

@@ -1,4 +1,5 @@
-//! The transport a URL names, for the commands that take `--url`.
+//! The transport a URL names, for the commands that take `--url`. An `amqp://` URL is tuned
+//! by the `RABBITMQ_*` variables ([`tidings::amqp::AmqpConfig::from_env`]).
 
 use std::sync::Arc;
 
@@ -18,11 +19,18 @@ pub(crate) async fn open(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
                     .with_context(|| format!("opening the store at {path}"))?,
             )
         }
-        "amqp" | "amqps" => Arc::new(
-            tidings::amqp::AmqpTransport::connect(tidings::amqp::AmqpConfig::new(url))
-                .await
-                .with_context(|| format!("connecting to {redacted}"))?,
-        ),
+        "amqp" | "amqps" => {
+            // The variables RabbitMQ users already set (`RABBITMQ_PREFETCH`,
+            // `RABBITMQ_DLQ_TTL`, ...) tune the transport of any amqp:// URL.
+            let config = tidings::amqp::AmqpConfig::from_env()
+                .context("the RABBITMQ_* environment variables")?
+                .with_url(url);
+            Arc::new(
+                tidings::amqp::AmqpTransport::connect(config)
+                    .await
+                    .with_context(|| format!("connecting to {redacted}"))?,
+            )
+        }
         "nats" | "tls" => Arc::new(
             tidings::nats::NatsTransport::connect(tidings::nats::NatsConfig::new(url))
                 .await

@@ -95,3 +95,28 @@ fn data_that_is_not_json_is_one_line_and_exit_code_2() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not JSON"), "{stderr}");
 }
+
+/// The variables RabbitMQ users already set tune any amqp:// URL; a malformed one is named in
+/// one line, before anything is sent.
+#[test]
+fn a_malformed_rabbitmq_variable_is_one_line_and_exit_code_2() {
+    let out = tidings_testkit::process::output(
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .args([
+                "publish",
+                "--url",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+                "--type",
+                "order.created",
+            ])
+            .env("RABBITMQ_PREFETCH", "lots"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("RABBITMQ_PREFETCH") && stderr.contains("lots"),
+        "{stderr}"
+    );
+}
