@@ -295,6 +295,37 @@ impl Transport for NatsTransport {
             .with_native_delay(true)
     }
 
+    /// What the subscription's durable consumer has not settled: the stream messages it has
+    /// not delivered yet (`num_pending`, counted on its server-side filter, so including
+    /// events the client-side filter will drop) and those delivered and not acked
+    /// (`num_ack_pending`). No age. `None` before the subscription's first `subscribe`.
+    async fn backlog(
+        &self,
+        subscription: &str,
+    ) -> std::result::Result<
+        Option<tidings_core::transport::Backlog>,
+        tidings_core::transport::TransportError,
+    > {
+        use async_nats::jetstream::context::ConsumerInfoErrorKind;
+        let inner = &self.inner;
+        let stream = inner
+            .js
+            .get_stream_no_info(&inner.config.stream)
+            .await
+            .map_err(|e| inner.error("opening the events' stream", e, true))?;
+        match stream
+            .consumer_info(subscriber::consumer_name(subscription))
+            .await
+        {
+            Ok(info) => Ok(Some(tidings_core::transport::Backlog::new(
+                info.num_pending + info.num_ack_pending as u64,
+                None,
+            ))),
+            Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(inner.error("reading a consumer's state", e, true).into()),
+        }
+    }
+
     /// Ready while the client is connected to a server (async-nats reconnects by itself).
     async fn ready(&self) -> std::result::Result<(), tidings_core::transport::TransportError> {
         use tidings_core::transport::TransportError;

@@ -43,3 +43,15 @@ impl Harness for Nats {
 }
 
 conformance_suite!(Nats);
+
+/// Not a case of the suite (the in-memory transport cannot count): the backlog rule.
+#[tokio::test]
+async fn backlog_counts_what_waits() {
+    let transport = Harness::transport(&Nats).await;
+    tidings_testkit::within(
+        tidings_testkit::conformance::CASE_LIMIT,
+        "the backlog rule",
+        tidings_testkit::conformance::backlog_counts_what_waits(transport),
+    )
+    .await;
+}

@@ -218,6 +218,48 @@ impl Transport for RedisTransport {
             .with_native_delay(true)
     }
 
+    /// The subscription's stream (acked entries are deleted from it, so what is there is
+    /// waiting or handed out) plus its retries waiting for their time. The oldest age is the
+    /// first stream entry's id, the time Redis appended it (a retry is appended again when
+    /// its time comes).
+    async fn backlog(
+        &self,
+        subscription: &str,
+    ) -> std::result::Result<
+        Option<tidings_core::transport::Backlog>,
+        tidings_core::transport::TransportError,
+    > {
+        let inner = &self.inner;
+        let stream = inner.keys.stream(subscription);
+        let mut conn = inner.conn.clone();
+        let (waiting, delayed, first): (u64, u64, redis::streams::StreamRangeReply) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&stream)
+            .cmd("ZCARD")
+            .arg(inner.keys.delayed(subscription))
+            .cmd("XRANGE")
+            .arg(&stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| inner.error(&e, "reading a subscription's backlog"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let oldest_age = first
+            .ids
+            .first()
+            .and_then(|entry| entry.id.split('-').next()?.parse::<i64>().ok())
+            .map(|appended| {
+                std::time::Duration::from_millis(u64::try_from(now - appended).unwrap_or(0))
+            });
+        Ok(Some(tidings_core::transport::Backlog::new(
+            waiting + delayed,
+            oldest_age,
+        )))
+    }
+
     /// Ready while Redis answers `PING` within a second.
     async fn ready(&self) -> std::result::Result<(), tidings_core::transport::TransportError> {
         use tidings_core::transport::TransportError;

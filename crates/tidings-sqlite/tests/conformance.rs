@@ -50,3 +50,15 @@ impl Harness for Sqlite {
 }
 
 conformance_suite!(Sqlite::new());
+
+/// Not a case of the suite (the in-memory transport cannot count): the backlog rule.
+#[tokio::test]
+async fn backlog_counts_what_waits() {
+    let transport = Harness::transport(&Sqlite::new()).await;
+    tidings_testkit::within(
+        tidings_testkit::conformance::CASE_LIMIT,
+        "the backlog rule",
+        tidings_testkit::conformance::backlog_counts_what_waits(transport),
+    )
+    .await;
+}

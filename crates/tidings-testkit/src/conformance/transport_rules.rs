@@ -352,3 +352,56 @@ pub async fn undecodable_bytes_dead_lettered_once(harness: &impl Harness) {
     assert_eq!(probe.items(), [1]);
     bus.shutdown().await.expect("shutdown");
 }
+
+/// [`Transport::backlog`]: three events nobody consumed are a backlog of three, and none is
+/// left once they are handled and acked. For the transports that can count (the others
+/// answer `None`, which this reports as not applicable).
+pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
+    let ns = Namespace::new();
+    let spec = spec(&ns, "backlog", &["order.*"]);
+    drop(transport.subscribe(&spec).await.expect("declare"));
+    let name = spec.name.clone();
+    if transport.backlog(&name).await.expect("backlog").is_none() {
+        eprintln!("not applicable: {} cannot count", transport.name());
+        return;
+    }
+    for seq in 0..3 {
+        transport
+            .publish(&envelope(&ns, "order.created", seq))
+            .await
+            .expect("publish");
+    }
+    let depth = || async {
+        transport
+            .backlog(&name)
+            .await
+            .expect("backlog")
+            .map(|b| b.depth)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while depth().await != Some(3) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "three waiting: {:?}",
+            depth().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut stream = transport.subscribe(&spec).await.expect("subscribe");
+    for _ in 0..3 {
+        recv(&mut stream, WAIT)
+            .await
+            .expect("delivered")
+            .ack()
+            .await
+            .expect("ack");
+    }
+    while depth().await != Some(0) {
+        assert!(
+            tokio::time::Instant::now() < deadline + WAIT,
+            "none left after the acks: {:?}",
+            depth().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
