@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Receiver, Served, http};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tidings_testkit::process::Guarded;
+use tidings_testkit::process::{Guarded, free_port, wait_for_port};
 
 /// A chromedriver of its own, on a free port, with a headless Chromium session.
 struct Browser {
@@ -24,22 +24,14 @@ struct Browser {
 
 impl Browser {
     async fn start(driver: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let driver = Guarded::spawn(
             Command::new(driver)
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_port(port, Duration::from_secs(20), "chromedriver").await;
         let mut options = json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                      "--disable-gpu", "--window-size=1400,1100"],
@@ -159,12 +151,7 @@ backoff = "50ms"
     let before = count(&browser.text("#published").await);
 
     let http = http();
-    let publish = |event: Value| {
-        http.post(served.url("/v1/events"))
-            .header("content-type", "application/cloudevents+json")
-            .json(&event)
-            .send()
-    };
+    let publish = |event: Value| served.post_event(&http, &event).send();
     for i in 0..5 {
         let answer = publish(json!({
             "specversion": "1.0", "id": format!("fine-{i}"), "source": "checkout",

@@ -73,14 +73,13 @@ secret = "{secret}"
             ("OTEL_SERVICE_NAME", "tidings-otlp-test"),
         ],
     );
-    let answer = http()
-        .post(served.url("/v1/events"))
-        .header("content-type", "application/cloudevents+json")
+    let event = json!({
+        "specversion": "1.0", "id": "traced-1", "source": "checkout",
+        "type": "order.created", "data": { "answers": [200] },
+    });
+    let answer = served
+        .post_event(&http(), &event)
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-        .json(&json!({
-            "specversion": "1.0", "id": "traced-1", "source": "checkout",
-            "type": "order.created", "data": { "answers": [200] },
-        }))
         .send()
         .await
         .expect("post");

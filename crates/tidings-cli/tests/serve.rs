@@ -379,12 +379,7 @@ async fn the_openapi_document_is_valid_and_describes_the_routes() {
 /// while it is down, ready again when it is back. The Redis is the test's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_transports_connection() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = process::free_port().to_string();
     let start_redis = || {
         Guarded::try_spawn(
             Command::new("redis-server")
@@ -473,13 +468,7 @@ async fn metrics_count_published_and_rejected_requests() {
             "specversion": "1.0", "id": format!("m{i}"), "source": "py",
             "type": ns.topic("order.created"),
         });
-        let answer = http
-            .post(served.url("/v1/events"))
-            .header("content-type", "application/cloudevents+json")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let answer = served.post_event(&http, &body).send().await.unwrap();
         assert_eq!(answer.status(), 202);
     }
     let refused = http
@@ -548,13 +537,7 @@ async fn the_configuration_file_sets_what_flags_do_not() {
         "specversion": "1.0", "id": "x", "source": "s", "type": ns.topic("a.b"),
         "data": "x".repeat(300),
     });
-    let answer = http
-        .post(served.url("/v1/events"))
-        .header("content-type", "application/cloudevents+json")
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let answer = served.post_event(&http, &big).send().await.unwrap();
     assert_eq!(answer.status(), 413, "the file's max_body");
     assert_eq!(served.terminate(), Some(0));
 
@@ -603,16 +586,11 @@ backoff = "10m"
     let served = Served::start_with(&["--config", config.to_str().unwrap()]);
     let http = http();
     for i in 0..3 {
-        let answer = http
-            .post(served.url("/v1/events"))
-            .header("content-type", "application/cloudevents+json")
-            .json(&serde_json::json!({
-                "specversion": "1.0", "id": format!("stuck-{i}"), "source": "s",
-                "type": "order.created",
-            }))
-            .send()
-            .await
-            .unwrap();
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": format!("stuck-{i}"), "source": "s",
+            "type": "order.created",
+        });
+        let answer = served.post_event(&http, &event).send().await.unwrap();
         assert_eq!(answer.status(), 202);
     }
     // Each is tried once (connection refused) and waits for its retry in ten minutes.

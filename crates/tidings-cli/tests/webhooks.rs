@@ -99,13 +99,8 @@ timeout = "5s"
         &[("TIDINGS_TEST_OPS_TOKEN", OPS)],
     );
     let http = http();
-    let publish = |token: &str, event: Value| {
-        http.post(served.url("/v1/events"))
-            .bearer_auth(token)
-            .header("content-type", "application/cloudevents+json")
-            .json(&event)
-            .send()
-    };
+    let publish =
+        |token: &str, event: Value| served.post_event(&http, &event).bearer_auth(token).send();
 
     // Every way a delivery can be settled.
     let plans: [(&str, &[u16], u64); 5] = [
@@ -234,10 +229,8 @@ timeout = "5s"
         403,
         "outside its topics"
     );
-    let anonymous = http
-        .post(served.url("/v1/events"))
-        .header("content-type", "application/cloudevents+json")
-        .json(&event("anon", "order.created", &[200], 0))
+    let anonymous = served
+        .post_event(&http, &event("anon", "order.created", &[200], 0))
         .send()
         .await
         .expect("post");

@@ -9,20 +9,13 @@ use std::time::{Duration, Instant};
 use tidings::inbox::MemoryInbox;
 use tidings_nats::{NatsConfig, NatsTransport};
 use tidings_testkit::faults;
+use tidings_testkit::process::free_port;
 
 /// How long one cluster may take to elect a JetStream leader and know its three peers.
 const FORMATION: Duration = Duration::from_secs(45);
 /// Clusters started before giving up: a port taken between choosing and binding it, or a
 /// cluster slow to form on a loaded machine, gets a fresh cluster on fresh ports.
 const STARTS: usize = 3;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Three nats-servers routed to each other, each logging to a file; killed when dropped.
 struct Cluster {

@@ -6,7 +6,7 @@
 //! and the client library's, at TRACE), errors or `Debug` output.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tidings::envelope::Envelope;
 use tidings::transport::{Publisher, Subscriber};
@@ -14,20 +14,12 @@ use tidings_nats::{Error, NatsConfig, NatsTransport, TlsConfig};
 use tidings_testkit::conformance::spec;
 use tidings_testkit::logs::Captured;
 use tidings_testkit::pki::Pki;
+use tidings_testkit::process::{free_port, wait_for_port};
 use tidings_testkit::{Namespace, recv};
 
 const USER: &str = "tidings";
 const PASSWORD: &str = "S3cr3t-nats-P4ss";
 const WRONG: &str = "Wr0ng-nats-P4ss";
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// A TLS, password-protected nats-server with JetStream; killed when dropped.
 struct SecureServer {
@@ -59,17 +51,7 @@ async fn secure_server(pki: &Pki, dir: &std::path::Path) -> Option<SecureServer>
             return None;
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the TLS nats-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_port(port, Duration::from_secs(10), "the TLS nats-server").await;
     Some(SecureServer {
         _child: child,
         port,

@@ -27,11 +27,7 @@ struct Server {
 
 impl Server {
     async fn start(dir: &std::path::Path, aof: bool) -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let port = tidings_testkit::process::free_port();
         let mut server = Self {
             child: None,
             port,

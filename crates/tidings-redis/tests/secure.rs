@@ -6,7 +6,7 @@
 //! and the client library's, at TRACE), errors or `Debug` output.
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tidings::envelope::Envelope;
 use tidings::transport::{Publisher, Subscriber};
@@ -14,6 +14,7 @@ use tidings_redis::{Error, RedisConfig, RedisTransport};
 use tidings_testkit::conformance::spec;
 use tidings_testkit::logs::Captured;
 use tidings_testkit::pki::Pki;
+use tidings_testkit::process::{free_port, wait_for_port};
 use tidings_testkit::{Namespace, recv};
 
 const PASSWORD: &str = "S3cr3t-redis-P4ss";
@@ -34,11 +35,7 @@ async fn secure_server(pki: &Pki, dir: &std::path::Path) -> Option<SecureServer>
     std::fs::write(&cert, &pki.cert_pem).expect("cert");
     std::fs::write(&key, &pki.key_pem).expect("key");
     std::fs::write(&ca, &pki.ca_pem).expect("ca");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let child = tokio::process::Command::new("redis-server")
         .args([
             "--bind",
@@ -75,17 +72,7 @@ async fn secure_server(pki: &Pki, dir: &std::path::Path) -> Option<SecureServer>
             return None;
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the TLS redis-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_port(port, Duration::from_secs(10), "the TLS redis-server").await;
     Some(SecureServer {
         _child: child,
         port,

@@ -135,6 +135,38 @@ pub async fn handle_through_bus(
     spent
 }
 
+/// Receives `events` deliveries of `spec` straight from `transport`'s stream (no bus),
+/// checking each decodes and acking them concurrently, and returns the time from the first
+/// delivery to the last ack: the transport's own consume path, the same for every transport.
+/// The events must be waiting, or arrive, on the transport.
+pub async fn drain_stream(
+    transport: &dyn tidings::transport::Transport,
+    spec: &tidings::transport::SubscriptionSpec,
+    events: u64,
+) -> Duration {
+    use futures::StreamExt as _;
+
+    let mut stream = transport.subscribe(spec).await.expect("subscribe");
+    let mut acks = futures::stream::FuturesUnordered::new();
+    let (mut first, mut received) = (None, 0);
+    while received < events {
+        tokio::select! {
+            Some(d) = stream.next() => {
+                first.get_or_insert_with(std::time::Instant::now);
+                received += 1;
+                let d = d.expect("delivered");
+                assert!(d.envelope().is_ok(), "decoded");
+                acks.push(d.ack());
+            }
+            Some(done) = acks.next(), if !acks.is_empty() => done.expect("ack"),
+        }
+    }
+    while let Some(done) = acks.next().await {
+        done.expect("ack");
+    }
+    first.expect("deliveries").elapsed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

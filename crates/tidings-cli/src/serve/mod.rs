@@ -146,15 +146,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     for plan in &webhooks {
         running.push(plan.start(&bus).await?);
     }
-    let infos = args
-        .webhooks
-        .iter()
-        .map(|section| gateway::WebhookInfo {
-            name: section.name.clone(),
-            url: section.url.clone(),
-            patterns: section.patterns.clone(),
-        })
-        .collect();
+    let infos = webhooks.iter().map(webhook::Plan::info).collect();
     let open = tokens.is_open();
     let token_count = tokens.len();
     let app = gateway::router(

@@ -140,6 +140,15 @@ impl Plan {
     pub(crate) fn url(&self) -> &str {
         self.webhook.url.as_str()
     }
+
+    /// The subscription as the API shows it.
+    pub(crate) fn info(&self) -> super::gateway::WebhookInfo {
+        super::gateway::WebhookInfo {
+            name: self.webhook.name.clone(),
+            url: self.webhook.url.to_string(),
+            patterns: self.patterns.clone(),
+        }
+    }
 }
 
 /// The HMAC key of `secret`: the decoded bytes of a `whsec_<base64>` secret, else its bytes.

@@ -77,6 +77,13 @@ impl Served {
         format!("{}{path}", self.base)
     }
 
+    /// `POST /v1/events` of `event` in structured mode, ready to send (or to add a token).
+    pub fn post_event(&self, http: &reqwest::Client, event: &Value) -> reqwest::RequestBuilder {
+        http.post(self.url("/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .json(event)
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         self.child

@@ -174,25 +174,7 @@ impl Rig {
         self.send_raw(&format!("tidings.{TOPIC}"), &events()).await;
         let spec = SubscriptionSpec::new(SUBSCRIPTION, [Pattern::parse(TOPIC).expect("pattern")])
             .with_prefetch(256);
-        let mut stream = self.transport.subscribe(&spec).await.expect("subscribe");
-        let mut acks = futures::stream::FuturesUnordered::new();
-        let (mut first, mut received) = (None, 0);
-        while received < EVENTS {
-            tokio::select! {
-                Some(d) = stream.next() => {
-                    first.get_or_insert_with(Instant::now);
-                    received += 1;
-                    let d = d.expect("delivered");
-                    assert!(d.envelope().is_ok(), "decoded");
-                    acks.push(d.ack());
-                }
-                Some(done) = acks.next(), if !acks.is_empty() => done.expect("ack"),
-            }
-        }
-        while let Some(done) = acks.next().await {
-            done.expect("ack");
-        }
-        first.expect("deliveries").elapsed()
+        tidings_testkit::bench::drain_stream(&self.transport, &spec, EVENTS).await
     }
 
     pub async fn tidings_bus(&self) -> Duration {
