@@ -71,8 +71,8 @@ pub(crate) enum DlqCommand {
 pub(crate) struct Target {
     /// The subscription.
     subscription: String,
-    /// The transport: `sqlite://PATH`, `amqp://...`, `nats://...`, `redis://...`. Default:
-    /// `TIDINGS_URL`, else the embedded store at `--store`.
+    /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
+    /// `redis://...`. Default: `TIDINGS_URL`, else the embedded store at `--store`.
     #[arg(long)]
     url: Option<String>,
     /// The embedded store's file, when no URL is given.

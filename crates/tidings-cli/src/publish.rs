@@ -40,8 +40,8 @@ pub(crate) struct PublishArgs {
     /// The event's id (default: a new UUIDv7).
     #[arg(long)]
     id: Option<String>,
-    /// The transport: `sqlite://PATH`, `amqp://...`, `nats://...`, `redis://...`. Default:
-    /// `TIDINGS_URL`, else the embedded store at `--store`.
+    /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
+    /// `redis://...`. Default: `TIDINGS_URL`, else the embedded store at `--store`.
     #[arg(long)]
     url: Option<String>,
     /// The embedded store's file, when no URL is given.

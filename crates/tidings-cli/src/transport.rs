@@ -41,9 +41,14 @@ pub(crate) async fn open(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
                 .await
                 .with_context(|| format!("connecting to {redacted}"))?,
         ),
+        "postgres" | "postgresql" => Arc::new(
+            tidings::postgres::PgTransport::connect(tidings::postgres::PgConfig::new(url))
+                .await
+                .with_context(|| format!("connecting to {redacted}"))?,
+        ),
         _ => anyhow::bail!(
-            "`{redacted}`: not a transport this tidings serves (sqlite://, amqp://, amqps://, \
-             nats://, tls://, redis://, rediss://)"
+            "`{redacted}`: not a transport this tidings serves (sqlite://, postgres://, \
+             amqp://, amqps://, nats://, tls://, redis://, rediss://)"
         ),
     };
     Ok(transport)

@@ -560,6 +560,46 @@ async fn the_configuration_file_sets_what_flags_do_not() {
 /// the backlog (the embedded store counts every unacked event and knows the oldest's age).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_webhook_shows_its_backlog_on_stats_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tidings.db");
+    stuck_webhook_shows_its_backlog(&format!("store = \"{}\"", store.display())).await;
+}
+
+/// The same on `postgres://`: `tidings serve` publishes into the PostgreSQL queue, the webhook
+/// subscription consumes and retries from it, and its backlog is counted there. The queue's
+/// tables go into a schema of the test's own, chosen by the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_queues_webhook_deliveries_and_counts_their_backlog() {
+    let base = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = match <sqlx::PgConnection as sqlx::Connection>::connect(&base).await {
+        Ok(conn) => conn,
+        Err(error) => return tidings_testkit::service::unavailable("PostgreSQL", &error),
+    };
+    let schema = format!("tidings_serve_{:08x}", fastrand::u32(..));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = format!("{base}?options=-csearch_path%3D{schema}");
+    stuck_webhook_shows_its_backlog(&format!("url = \"{url}\"")).await;
+    let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {schema}.tidings_messages WHERE subscription = 'stuck'"
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(rows, 3, "the events wait in the schema the URL chose");
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Three events for a webhook whose endpoint refuses connections, on the transport that
+/// `transport` (a line of the configuration file) names: each is tried once and waits for
+/// its retry, and the backlog shows the three.
+async fn stuck_webhook_shows_its_backlog(transport: &str) {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -569,7 +609,7 @@ async fn a_stuck_webhook_shows_its_backlog_on_stats_and_metrics() {
         &config,
         format!(
             r#"
-store = "{store}"
+{transport}
 [serve]
 listen = "127.0.0.1:0"
 [[serve.webhooks]]
@@ -578,8 +618,7 @@ patterns = ["order.*"]
 url = "http://127.0.0.1:{port}/events"
 secret = "s3cret"
 backoff = "10m"
-"#,
-            store = dir.path().join("tidings.db").display(),
+"#
         ),
     )
     .unwrap();

@@ -84,6 +84,49 @@ pub enum Original {
     },
 }
 
+impl Original {
+    /// The original as a database-backed queue stores it: the body, its content type, and
+    /// whether it decoded. An event is stored as CloudEvents structured JSON.
+    pub fn to_stored(&self) -> (Vec<u8>, Option<String>, bool) {
+        use crate::codec::{Codec, StructuredJson};
+        match self {
+            Original::Envelope(envelope) => (
+                StructuredJson.encode(envelope).unwrap_or_default(),
+                Some(StructuredJson.content_type().to_owned()),
+                true,
+            ),
+            Original::Undecodable { body, content_type } => {
+                (body.to_vec(), content_type.clone(), false)
+            }
+        }
+    }
+
+    /// Reads back what [`to_stored`](Self::to_stored) wrote.
+    ///
+    /// ```
+    /// use tidings_core::dead_letter::Original;
+    /// use tidings_core::envelope::Envelope;
+    ///
+    /// let event = Original::Envelope(Box::new(Envelope::new("oms", "order.created")));
+    /// let (body, content_type, decodable) = event.to_stored();
+    /// assert_eq!(Original::from_stored(body, content_type, decodable), event);
+    ///
+    /// let junk = Original::Undecodable { body: "{".into(), content_type: None };
+    /// let (body, content_type, decodable) = junk.to_stored();
+    /// assert_eq!(Original::from_stored(body, content_type, decodable), junk);
+    /// ```
+    pub fn from_stored(body: Vec<u8>, content_type: Option<String>, decodable: bool) -> Self {
+        let undecodable = |body: Bytes, content_type| Original::Undecodable { body, content_type };
+        if !decodable {
+            return undecodable(Bytes::from(body), content_type);
+        }
+        match crate::transport::decode_stored(body, content_type) {
+            Ok(envelope) => Original::Envelope(Box::new(envelope)),
+            Err(failed) => undecodable(failed.body, failed.content_type),
+        }
+    }
+}
+
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reason {

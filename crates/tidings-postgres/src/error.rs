@@ -1,10 +1,19 @@
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What can go wrong with the Postgres outbox or inbox.
+/// What can go wrong with the Postgres queue, outbox or inbox.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The database could not be reached (the URL is shown without its password).
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        /// The database URL, password redacted.
+        url: String,
+        /// What the driver said.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The database was migrated by a newer version of tidings.
     #[error(
         "the database has tidings schema migration {0}, which this version does not know; \
@@ -26,11 +35,29 @@ impl Error {
     /// Whether trying again later may succeed (connection loss, serialization failure).
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::Connect { .. } => true,
             Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut) => true,
             Error::Database(sqlx::Error::Database(db)) => {
-                matches!(db.code().as_deref(), Some("40001" | "40P01" | "55P03"))
+                // serialization failure, deadlock, lock not available, and class 08
+                // (connection exceptions) and 57P0x (the server shutting down)
+                let code = db.code();
+                let code = code.as_deref().unwrap_or_default();
+                matches!(code, "40001" | "40P01" | "55P03")
+                    || code.starts_with("08")
+                    || code.starts_with("57P0")
             }
             _ => false,
+        }
+    }
+}
+
+impl From<Error> for tidings_core::transport::TransportError {
+    fn from(error: Error) -> Self {
+        use tidings_core::transport::TransportError;
+        if error.is_transient() {
+            TransportError::Connection(Box::new(error))
+        } else {
+            TransportError::Other(Box::new(error))
         }
     }
 }

@@ -1,10 +1,8 @@
 use async_trait::async_trait;
-use bytes::Bytes;
 use tidings_core::dead_letter::{DeadLetter, Original, Page, Reason, ReasonKind, ReplayTarget};
 use tidings_core::transport::{DeadLetters, TransportError};
 
 use crate::SqliteTransport;
-use crate::delivery::{decode, original_parts};
 use crate::error::{Error, Result};
 use crate::publisher::{Outgoing, enqueue, enqueue_to};
 use crate::store::{now_ms, time_of};
@@ -30,20 +28,7 @@ struct Row {
 
 impl Row {
     fn into_letter(self) -> DeadLetter {
-        let original = if self.decodable {
-            match decode(self.body, self.content_type) {
-                Ok(envelope) => Original::Envelope(Box::new(envelope)),
-                Err(undecodable) => Original::Undecodable {
-                    body: undecodable.body,
-                    content_type: undecodable.content_type,
-                },
-            }
-        } else {
-            Original::Undecodable {
-                body: Bytes::from(self.body),
-                content_type: self.content_type,
-            }
-        };
+        let original = Original::from_stored(self.body, self.content_type, self.decodable);
         let kind = ReasonKind::parse(&self.reason_kind).unwrap_or(ReasonKind::Rejected);
         let mut letter = DeadLetter::new(
             self.subscription,
@@ -63,7 +48,7 @@ impl Row {
 
 /// Stores `letter`, which arrived under `topic`.
 pub(crate) async fn insert(batch: &mut Batch, topic: &str, letter: &DeadLetter) -> Result<()> {
-    let (body, content_type, decodable) = original_parts(&letter.original);
+    let (body, content_type, decodable) = letter.original.to_stored();
     sqlx::query(
         "INSERT INTO tidings_dead_letters (id, subscription, handler, topic, content_type, body, \
          decodable, reason_kind, reason_message, attempts, first_failure_at, last_failure_at) \

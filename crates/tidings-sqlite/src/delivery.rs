@@ -3,11 +3,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use tidings_core::codec::{Codec, Legacy, StructuredJson};
-use tidings_core::dead_letter::{DeadLetter, Original};
+use tidings_core::dead_letter::DeadLetter;
 use tidings_core::envelope::Envelope;
-use tidings_core::transport::{Delivery, FailureHistory, TransportError, Undecodable};
+use tidings_core::transport::{
+    Delivery, FailureHistory, TransportError, Undecodable, decode_stored,
+};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::store::{ms, now_ms, time_of};
@@ -24,20 +24,6 @@ pub(crate) struct Claimed {
     attempts: i64,
     first_failure_at: Option<i64>,
     last_error: Option<String>,
-}
-
-/// Decodes a stored body by its content type: the legacy flat envelope is `application/json`,
-/// everything else is read as CloudEvents structured JSON.
-pub(crate) fn decode(body: Vec<u8>, content_type: Option<String>) -> Result<Envelope, Undecodable> {
-    let result = match content_type.as_deref() {
-        Some(t) if t == Legacy.content_type() => Legacy.decode(&body),
-        _ => StructuredJson.decode(&body),
-    };
-    result.map_err(|error| Undecodable {
-        error,
-        body: Bytes::from(body),
-        content_type,
-    })
 }
 
 /// A leased message. Dropped unsettled, it is made ready again at once.
@@ -64,7 +50,7 @@ impl SqliteDelivery {
             lease,
             subscription,
             id: row.id,
-            content: decode(row.body, row.content_type).map(Arc::new),
+            content: decode_stored(row.body, row.content_type).map(Arc::new),
             topic: row.topic,
             attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX).max(1),
             failures: FailureHistory {
@@ -229,19 +215,5 @@ impl Drop for SqliteDelivery {
                 Ok(())
             })
         });
-    }
-}
-
-/// The original of a dead letter, as stored: its body, content type, and whether it decoded.
-pub(crate) fn original_parts(original: &Original) -> (Vec<u8>, Option<String>, bool) {
-    match original {
-        Original::Envelope(envelope) => (
-            StructuredJson.encode(envelope).unwrap_or_default(),
-            Some(StructuredJson.content_type().to_owned()),
-            true,
-        ),
-        Original::Undecodable { body, content_type } => {
-            (body.to_vec(), content_type.clone(), false)
-        }
     }
 }

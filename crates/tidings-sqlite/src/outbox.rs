@@ -8,7 +8,6 @@ use tidings_core::codec::{Codec, StructuredJson};
 use tidings_core::envelope::Envelope;
 use tidings_core::outbox::{OutboxError, OutboxStore, Staged};
 
-use crate::delivery::decode;
 use crate::error::{Error, Result};
 use crate::store::{migrate, ms, now_ms, outbox_migrator};
 
@@ -193,7 +192,7 @@ pub(crate) async fn claim(
     .await?;
     let mut staged = Vec::with_capacity(rows.len());
     for (position, body) in rows {
-        let envelope = decode(body, None).map_err(|u| {
+        let envelope = tidings_core::transport::decode_stored(body, None).map_err(|u| {
             Error::Malformed(format!(
                 "outbox row {position} is not an envelope: {}",
                 u.error

@@ -59,12 +59,6 @@ impl Routes {
 
     /// The subscriptions bound to `topic`, each once.
     pub(crate) fn matching(&self, topic: &str) -> Vec<Arc<str>> {
-        let mut found: Vec<Arc<str>> = Vec::new();
-        for (_, subscription) in self.matcher.matches(topic) {
-            if !found.contains(subscription) {
-                found.push(subscription.clone());
-            }
-        }
-        found
+        self.matcher.values_matching(topic)
     }
 }

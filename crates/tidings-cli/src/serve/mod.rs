@@ -1,8 +1,8 @@
 //! `tidings serve`: the bus as a service.
 //!
 //! Starts on the embedded SQLite store with no configuration, or on the transport a URL
-//! names (`--url`, else `TIDINGS_URL`): `sqlite://PATH`, `amqp://`/`amqps://`, `nats://`/
-//! `tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) and the
+//! names (`--url`, else `TIDINGS_URL`): `sqlite://PATH`, `postgres://`, `amqp://`/`amqps://`,
+//! `nats://`/`tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) and the
 //! dead-letter API ([`dead_letters`]), guarded by API tokens ([`auth`]), and runs the
 //! webhook subscriptions of the configuration ([`webhook`]), until SIGTERM or SIGINT; then
 //! it stops taking requests, lets the ones in flight finish (their publishes confirmed)
@@ -30,8 +30,8 @@ pub(crate) struct ServeArgs {
     /// The configuration file (default: `tidings.toml` in the working directory, if any).
     #[arg(long, env = "TIDINGS_CONFIG")]
     config: Option<PathBuf>,
-    /// The transport: `sqlite://PATH`, `amqp://...`, `nats://...`, `redis://...`. Default:
-    /// the embedded store at `--store`.
+    /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
+    /// `redis://...`. Default: the embedded store at `--store`.
     #[arg(long, env = "TIDINGS_URL")]
     url: Option<String>,
     /// The embedded store's file, when no URL is given (default `tidings.db`).

@@ -102,6 +102,32 @@ impl<T> Matcher<T> {
         self.entries.iter().flatten().map(|(p, v)| (p, v))
     }
 
+    /// The distinct values of the entries matching `key`: the subscriptions a topic routes
+    /// to, each once however many of its patterns match.
+    ///
+    /// ```
+    /// use tidings_core::topic::{Matcher, Pattern};
+    ///
+    /// let mut routes = Matcher::new();
+    /// routes.insert(Pattern::parse("order.*")?, "billing");
+    /// routes.insert(Pattern::parse("order.#")?, "billing");
+    /// routes.insert(Pattern::parse("#")?, "audit");
+    /// assert_eq!(routes.values_matching("order.paid"), ["billing", "audit"]);
+    /// # Ok::<(), tidings_core::topic::PatternError>(())
+    /// ```
+    pub fn values_matching(&self, key: &str) -> Vec<T>
+    where
+        T: Clone + PartialEq,
+    {
+        let mut found: Vec<T> = Vec::new();
+        for (_, value) in self.matches(key) {
+            if !found.contains(value) {
+                found.push(value.clone());
+            }
+        }
+        found
+    }
+
     /// The entries whose pattern matches `key`, in insertion order, each once.
     pub fn matches(&self, key: &str) -> impl Iterator<Item = (EntryId, &T)> {
         let words: Vec<&str> = words(key).collect();

@@ -86,6 +86,30 @@ impl SubscriptionSpec {
     }
 }
 
+/// Decodes a body stored with its content type, as the database-backed queues keep them:
+/// the legacy flat envelope under `application/json`, CloudEvents structured JSON otherwise.
+///
+/// ```
+/// use tidings_core::transport::decode_stored;
+///
+/// let body = br#"{"specversion":"1.0","id":"1","source":"oms","type":"order.created"}"#;
+/// assert_eq!(decode_stored(body.to_vec(), None).unwrap().ty, "order.created");
+/// let junk = decode_stored(b"\xff".to_vec(), Some("text/plain".into())).unwrap_err();
+/// assert_eq!(junk.content_type.as_deref(), Some("text/plain"));
+/// ```
+pub fn decode_stored(body: Vec<u8>, content_type: Option<String>) -> Result<Envelope, Undecodable> {
+    use crate::codec::{Codec, Legacy, StructuredJson};
+    let result = match content_type.as_deref() {
+        Some(t) if t == Legacy.content_type() => Legacy.decode(&body),
+        _ => StructuredJson.decode(&body),
+    };
+    result.map_err(|error| Undecodable {
+        error,
+        body: Bytes::from(body),
+        content_type,
+    })
+}
+
 /// Bytes that arrived but are not an event.
 #[derive(Debug)]
 pub struct Undecodable {
