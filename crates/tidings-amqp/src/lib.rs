@@ -256,6 +256,37 @@ impl Transport for AmqpTransport {
         }
     }
 
+    /// Deletes the subscription's queue and its dead-letter queue (with their bindings and
+    /// messages). Its retry queues, if any, expire on their own.
+    async fn remove_subscription(&self, name: &str) -> std::result::Result<(), TransportError> {
+        let names = topology::QueueNames::new(&self.inner.config, name);
+        let conn = self
+            .inner
+            .connector
+            .connection(Some(self.inner.config.publish_timeout))
+            .await?;
+        let channel = conn
+            .create_channel()
+            .await
+            .map_err(|e| self.inner.connector.error(&e, "opening a channel"))?;
+        for queue in [&names.queue, &names.dead_letters] {
+            let deleting = channel.queue_delete(
+                queue.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            );
+            tokio::time::timeout(self.inner.config.publish_timeout, deleting)
+                .await
+                .map_err(|_| TransportError::Timeout(self.inner.config.publish_timeout))?
+                .map_err(|e| {
+                    self.inner
+                        .connector
+                        .error(&e, &format!("deleting queue `{queue}`"))
+                })?;
+        }
+        let _ = channel.close(200, "removed".into()).await;
+        Ok(())
+    }
+
     /// Ready while connected to RabbitMQ; when not, tries to reconnect for half a second.
     async fn ready(&self) -> std::result::Result<(), tidings_core::transport::TransportError> {
         self.inner

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName as Name, QueueAttributeName};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName as Name};
 use chrono::Utc;
 use tidings_core::dead_letter::{
     DeadLetter, Details, Original, Page, Reason, ReasonKind, ReplayTarget,
@@ -198,20 +198,9 @@ impl DeadLetters for AwsTransport {
         let Some(url) = inner.dlq_url(subscription).await? else {
             return Ok(0);
         };
-        let out = inner
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk(&e, "counting dead letters"))?;
-        Ok(out
-            .attributes()
-            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
-            .unwrap_or(0))
+        Ok(inner
+            .approximate_messages(&url, "counting dead letters")
+            .await?)
     }
 
     async fn get(

@@ -105,7 +105,7 @@ use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-use tidings_core::transport::{Capabilities, Transport};
+use tidings_core::transport::{Capabilities, Transport, TransportError};
 use tokio_util::sync::CancellationToken;
 
 /// The AWS transport. Clones share the clients.
@@ -303,6 +303,26 @@ impl Transport for AwsTransport {
             .with_consumer_groups(true)
             .with_persistence(true)
             .with_native_delay(true)
+    }
+
+    /// SQS's approximate count of the subscription's queue: events waiting, in flight and
+    /// delayed for a retry. SQS tells no ages (CloudWatch's `ApproximateAgeOfOldestMessage`
+    /// does). A subscription whose patterns start with a wildcard receives every event and
+    /// filters on the consumer, so its count includes events it will drop. `None` for a
+    /// subscription not declared.
+    async fn backlog(
+        &self,
+        subscription: &str,
+    ) -> std::result::Result<Option<tidings_core::transport::Backlog>, TransportError> {
+        let inner = &self.inner;
+        let (name, _) = inner.queue_names(subscription)?;
+        let Some(url) = inner.queue_url(&name).await? else {
+            return Ok(None);
+        };
+        let depth = inner
+            .approximate_messages(&url, "counting the backlog")
+            .await?;
+        Ok(Some(tidings_core::transport::Backlog::new(depth, None)))
     }
 
     /// Ready until closed. AWS's APIs are HTTP requests with no connection to lose; an

@@ -124,6 +124,25 @@ impl Inner {
         }
     }
 
+    /// SQS's approximate count of the messages in queue `url`: waiting, in flight, and
+    /// delayed (exact within a minute or so of the last change).
+    pub(crate) async fn approximate_messages(&self, url: &str, what: &str) -> Result<u64, Error> {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk(&e, what))?;
+        Ok(out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0))
+    }
+
     /// The queues of an existing subscription, or `None`.
     pub(crate) async fn existing(&self, subscription: &str) -> Result<Option<Queue>, Error> {
         let (name, dlq) = self.queue_names(subscription)?;

@@ -55,6 +55,22 @@ mod sns {
         configure: |c| c,
         carries_bytes: true,
     });
+
+    /// Not a case of the suite (the in-memory transport cannot count): the backlog rule, on
+    /// SQS's approximate counts.
+    #[tokio::test]
+    async fn backlog_counts_what_waits() {
+        let harness = Moto {
+            configure: |c| c,
+            carries_bytes: true,
+        };
+        tidings_testkit::within(
+            tidings_testkit::conformance::CASE_LIMIT,
+            "the backlog rule",
+            tidings_testkit::conformance::backlog_counts_what_waits(harness.transport().await),
+        )
+        .await;
+    }
 }
 
 mod sns_fifo {

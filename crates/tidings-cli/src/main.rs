@@ -5,6 +5,7 @@ mod demo;
 mod dlq;
 mod publish;
 mod serve;
+mod tail;
 mod telemetry;
 mod topology;
 mod transport;
@@ -42,6 +43,9 @@ enum Command {
     /// Runs the bus as a service: the HTTP gateway on the embedded store, or on the
     /// transport `--url` (or `TIDINGS_URL`) names. Stops cleanly on SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
+    /// Prints the events published to topics matching the patterns, as they come (readable,
+    /// or `--json` lines), under a temporary subscription removed when it stops.
+    Tail(tail::TailArgs),
     /// Tells whether a topic pattern matches a topic, with RabbitMQ topic-exchange semantics.
     Match {
         /// The pattern, e.g. `order.*` or `product.#`.
@@ -112,6 +116,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(args) => {
             runtime()?.block_on(serve::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tail(args) => {
+            runtime()?.block_on(tail::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Topology(command) => Ok(if runtime()?.block_on(topology::run(command))? {

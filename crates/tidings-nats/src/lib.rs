@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectErrorKind, ConnectOptions, Event};
-use tidings_core::transport::{Capabilities, Transport};
+use tidings_core::transport::{Capabilities, DeadLetters, Transport, TransportError};
 use tokio_util::sync::CancellationToken;
 
 use subject::Subjects;
@@ -285,6 +285,35 @@ impl Inner {
 impl Transport for NatsTransport {
     fn name(&self) -> &'static str {
         "nats"
+    }
+
+    /// Deletes the subscription's durable consumer and its dead letters. The events it
+    /// had not consumed stay in the stream for the other subscriptions, as JetStream keeps
+    /// one copy for all.
+    async fn remove_subscription(&self, name: &str) -> std::result::Result<(), TransportError> {
+        use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::stream::ConsumerErrorKind as Kind;
+        let inner = &self.inner;
+        let stream = inner
+            .js
+            .get_stream_no_info(&inner.config.stream)
+            .await
+            .map_err(|e| {
+                TransportError::from(inner.error("opening the events' stream", e, false))
+            })?;
+        let consumer = subscriber::consumer_name(name);
+        match stream.delete_consumer(&consumer).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), Kind::JetStream(ref j) if j.error_code() == ErrorCode::CONSUMER_NOT_FOUND) =>
+                {}
+            Err(e) => {
+                return Err(inner
+                    .error(&format!("deleting consumer `{consumer}`"), e, true)
+                    .into());
+            }
+        }
+        DeadLetters::purge(self, name).await?;
+        Ok(())
     }
 
     fn capabilities(&self) -> Capabilities {

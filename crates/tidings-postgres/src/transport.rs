@@ -157,6 +157,42 @@ impl Transport for PgTransport {
             .with_native_delay(true)
     }
 
+    /// Deletes the subscription, its bindings, its events and its dead letters in one
+    /// transaction; publishers (in any process) stop routing to it at their next publish.
+    async fn remove_subscription(&self, name: &str) -> Result<(), TransportError> {
+        let mut tx = self.shared.pool.begin().await.map_err(Error::from)?;
+        let removed = sqlx::query("DELETE FROM tidings_subscriptions WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?
+            .rows_affected();
+        for table in [
+            "tidings_bindings",
+            "tidings_messages",
+            "tidings_dead_letters",
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE subscription = $1"
+            )))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        if removed > 0 {
+            sqlx::query(
+                "UPDATE tidings_queue_meta SET value = value + 1 \
+                 WHERE key = 'bindings_version'",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from)?;
+        }
+        tx.commit().await.map_err(Error::from)?;
+        Ok(())
+    }
+
     /// Ready while open and the database answers a query within a second.
     async fn ready(&self) -> Result<(), TransportError> {
         self.check_open()?;

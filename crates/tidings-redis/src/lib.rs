@@ -209,6 +209,15 @@ impl Transport for RedisTransport {
         "redis"
     }
 
+    /// Deletes the subscription's binding, stream (with what waits in it), waiting retries
+    /// and dead letters, in one script.
+    async fn remove_subscription(
+        &self,
+        name: &str,
+    ) -> std::result::Result<(), tidings_core::transport::TransportError> {
+        Ok(self.inner.unbind(name).await?)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities::none()
             .with_ordering(true)

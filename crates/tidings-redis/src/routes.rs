@@ -55,6 +55,25 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes `subscription`: its binding, stream, waiting retries and dead letters.
+    pub(crate) async fn unbind(&self, subscription: &str) -> Result<(), Error> {
+        let mut conn = self.conn.clone();
+        let _: i64 = scripts::UNBIND
+            .key(self.keys.bindings())
+            .key(self.keys.version())
+            .key(self.keys.stream(subscription))
+            .key(self.keys.delayed(subscription))
+            .key(self.keys.dead_letters(subscription))
+            .arg(uuid::Uuid::now_v7().to_string())
+            .arg(subscription)
+            .arg(self.keys.retries(subscription))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(&e, "removing a subscription"))?;
+        *self.routes.cached.write().await = None;
+        Ok(())
+    }
+
     async fn table(&self) -> Result<Arc<Table>, Error> {
         if let Some(table) = self.routes.cached.read().await.clone() {
             return Ok(table);

@@ -69,6 +69,26 @@ return redis.call('GET', KEYS[2]) or '0'
     )
 });
 
+/// Removes a subscription: its binding (bumping the version, so that every publisher reloads
+/// its table), its stream, its waiting retries and its dead letters.
+///
+/// KEYS: bindings, version, stream, delayed set, dead letters. ARGV: a new version, the
+/// subscription, the prefix of its retry keys.
+pub(crate) static UNBIND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HDEL', KEYS[1], ARGV[2]) == 1 then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  redis.call('DEL', ARGV[3] .. id)
+end
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+return 1
+",
+    )
+});
+
 /// Moves retries that are due back into their stream. Returns the number moved and the
 /// next due time (Unix ms, -1 when none waits).
 ///

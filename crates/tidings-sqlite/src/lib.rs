@@ -143,6 +143,47 @@ impl Transport for SqliteTransport {
         )))
     }
 
+    /// Deletes the subscription, its bindings, its events and its dead letters in one
+    /// transaction; publishers (in any process) stop routing to it at their next batch.
+    async fn remove_subscription(&self, name: &str) -> std::result::Result<(), TransportError> {
+        let name = name.to_owned();
+        self.shared
+            .writer
+            .submit(move |batch| {
+                Box::pin(async move {
+                    let removed = sqlx::query("DELETE FROM tidings_subscriptions WHERE name = ?")
+                        .bind(&name)
+                        .execute(&mut batch.conn)
+                        .await?
+                        .rows_affected();
+                    for table in [
+                        "tidings_bindings",
+                        "tidings_messages",
+                        "tidings_dead_letters",
+                    ] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DELETE FROM {table} WHERE subscription = ?"
+                        )))
+                        .bind(&name)
+                        .execute(&mut batch.conn)
+                        .await?;
+                    }
+                    if removed > 0 {
+                        sqlx::query(
+                            "UPDATE tidings_meta SET value = value + 1 \
+                             WHERE key = 'bindings_version'",
+                        )
+                        .execute(&mut batch.conn)
+                        .await?;
+                        batch.routes.invalidate();
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(TransportError::from)
+    }
+
     /// Ready while open and the file answers a query.
     async fn ready(&self) -> std::result::Result<(), TransportError> {
         if self.shared.closed.is_cancelled() {

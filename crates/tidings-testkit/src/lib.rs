@@ -70,6 +70,7 @@ macro_rules! conformance_suite {
             dead_letter_replay_and_purge,
             poison_input_dead_lettered_once,
             undecodable_bytes_dead_lettered_once,
+            removed_subscription_keeps_nothing,
             deduplication,
             graceful_shutdown_with_in_flight,
             pattern_routing_matches_the_reference_matcher,

@@ -6,7 +6,7 @@
 //! child when the test ends, however it ends.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -163,17 +163,17 @@ impl Drop for Guarded {
     }
 }
 
-/// The lines a child prints on `stdout`, read on a thread of their own, so that a test can
-/// wait for one with a deadline.
+/// The lines a child prints on `stdout` (or `stderr`), read on a thread of their own, so that
+/// a test can wait for one with a deadline.
 #[derive(Debug)]
 pub struct Lines(mpsc::Receiver<String>);
 
 impl Lines {
-    /// Starts reading `stdout` to its end.
-    pub fn read(stdout: ChildStdout) -> Self {
+    /// Starts reading `output` (a child's `stdout` or `stderr`) to its end.
+    pub fn read(output: impl std::io::Read + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(output).lines() {
                 let Ok(line) = line else { return };
                 // Once the test stopped listening, the rest is read and dropped, so that the
                 // child never blocks on a full pipe.

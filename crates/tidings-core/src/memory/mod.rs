@@ -150,6 +150,30 @@ impl Transport for MemoryTransport {
             .with_consumer_groups(true)
     }
 
+    /// Forgets the queue (with what waits in it and its dead letters) and its bindings;
+    /// streams still open on it receive nothing more.
+    async fn remove_subscription(
+        &self,
+        name: &str,
+    ) -> Result<(), crate::transport::TransportError> {
+        let mut routes = self.shared.routes.write().expect("routes lock");
+        let Some(queue) = routes.queues.remove(name) else {
+            return Ok(());
+        };
+        routes
+            .bindings
+            .retain(|(subscription, _)| subscription != name);
+        let mut matcher = Matcher::new();
+        for (subscription, pattern) in &routes.bindings {
+            if let Some(queue) = routes.queues.get(subscription) {
+                matcher.insert(pattern.clone(), queue.clone());
+            }
+        }
+        routes.matcher = matcher;
+        queue.close();
+        Ok(())
+    }
+
     /// Ready until closed: there is nothing to lose a connection to.
     async fn ready(&self) -> Result<(), crate::transport::TransportError> {
         if self.shared.closed.is_cancelled() {

@@ -198,6 +198,20 @@ pub trait Transport: Publisher + Subscriber + DeadLetters {
     /// (`tidings serve`'s `/readyz`): it returns within about a second.
     async fn ready(&self) -> Result<(), TransportError>;
 
+    /// Removes subscription `name` from the broker: its bindings, its queue with whatever
+    /// waits in it, and its dead letters. End its streams first: one still open may receive
+    /// nothing more or, where consumers recover from broker failures, declare it again.
+    /// Removing a subscription that does not exist succeeds. For temporary subscriptions
+    /// (`tidings tail`) and for retiring a consumer for good.
+    ///
+    /// The default refuses: a transport that cannot remove subscriptions says so.
+    async fn remove_subscription(&self, name: &str) -> Result<(), TransportError> {
+        Err(TransportError::Refused(format!(
+            "the {} transport cannot remove subscription `{name}`",
+            self.name()
+        )))
+    }
+
     /// What waits in `subscription`'s queue, for dashboards and alerts on lag; `None` when
     /// this transport cannot tell (the default). Each transport documents what it counts.
     async fn backlog(&self, subscription: &str) -> Result<Option<Backlog>, TransportError> {

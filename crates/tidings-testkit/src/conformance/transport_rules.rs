@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidings::dead_letter::{Original, Page, ReasonKind};
+use tidings::dead_letter::{DeadLetter, Original, Page, Reason, ReasonKind};
 use tidings::envelope::Envelope;
 use tidings::transport::{DeliveryStream, Transport, TransportError};
 
@@ -404,4 +404,78 @@ pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// [`Transport::remove_subscription`]: a removed subscription keeps nothing. What waited in
+/// it, what is published while it is gone and its dead letters are gone; subscribing again
+/// under its name starts empty and gets what is published from then on. Removing it twice,
+/// or a name never used, succeeds. For the transports that can remove subscriptions (the
+/// others refuse, which this reports as not applicable).
+pub async fn removed_subscription_keeps_nothing(harness: &impl Harness) {
+    let ns = Namespace::new();
+    let transport = harness.transport().await;
+    let spec = spec(&ns, "tail", &["order.*"]);
+    let name = spec.name.clone();
+    let mut stream = transport.subscribe(&spec).await.expect("subscribe");
+    transport
+        .publish(&envelope(&ns, "order.created", 1))
+        .await
+        .expect("publish");
+    let delivery = recv(&mut stream, WAIT).await.expect("delivered");
+    let original = Original::Envelope(Box::new((**delivery.envelope().expect("event")).clone()));
+    delivery
+        .dead_letter(DeadLetter::new(
+            &name,
+            original,
+            Reason::new(ReasonKind::Rejected, "kept for the rule"),
+        ))
+        .await
+        .expect("dead-letter");
+    transport
+        .publish(&envelope(&ns, "order.created", 2))
+        .await
+        .expect("publish");
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while transport.count(&name).await.expect("count") != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "one dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    match transport.remove_subscription(&name).await {
+        Err(TransportError::Refused(reason)) => {
+            eprintln!("not applicable: {reason}");
+            return;
+        }
+        removed => removed.expect("remove"),
+    }
+    // Nothing is bound to the topic now: a transport may drop the event or refuse it.
+    match transport.publish(&envelope(&ns, "order.created", 3)).await {
+        Ok(()) | Err(TransportError::Unroutable { .. }) => {}
+        Err(error) => panic!("publish with nothing bound: {error}"),
+    }
+    assert_eq!(
+        transport.count(&name).await.expect("count"),
+        0,
+        "dead letters"
+    );
+    transport.remove_subscription(&name).await.expect("again");
+    transport
+        .remove_subscription(&ns.subscription("never"))
+        .await
+        .expect("a name never used");
+
+    let mut stream = transport.subscribe(&spec).await.expect("subscribe again");
+    transport
+        .publish(&envelope(&ns, "order.created", 4))
+        .await
+        .expect("publish");
+    let delivery = recv(&mut stream, WAIT).await.expect("delivered");
+    assert_eq!(
+        seq_of(delivery.envelope().expect("event")),
+        4,
+        "only what was published after subscribing again"
+    );
+    delivery.ack().await.expect("ack");
+    recv_none(&mut stream, QUIET).await;
 }
