@@ -244,7 +244,9 @@ impl Transport for AmqpTransport {
     }
 
     /// The messages ready in the subscription's queue (RabbitMQ's count leaves out those
-    /// delivered and not yet acked, and knows no ages). `None` for a queue not declared.
+    /// delivered and not yet acked). No age: AMQP shows a message, and its timestamp, only
+    /// to a consumer, and taking one to look at it would count as a delivery. `None` for a
+    /// queue not declared.
     async fn backlog(
         &self,
         subscription: &str,

@@ -31,12 +31,12 @@ impl Subscriber for AmqpTransport {
         if inner.connector.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
-        let declarations = topology::subscription(
-            &inner.config,
-            &spec.name,
-            &spec.patterns,
-            &QueueSettings::default(),
-        );
+        let settings = QueueSettings {
+            expires: spec.idle_expiry,
+            ..QueueSettings::default()
+        };
+        let declarations =
+            topology::subscription(&inner.config, &spec.name, &spec.patterns, &settings);
         // Declared before returning, so that configuration errors surface here and every
         // event published from now on is kept for the subscription.
         let patience = inner.config.publish_timeout;
@@ -58,6 +58,22 @@ impl Subscriber for AmqpTransport {
             inner: inner.clone(),
             names: QueueNames::new(&inner.config, &spec.name),
         });
+        if let Some(expires) = settings.expires.or(inner.config.queue_expires) {
+            // Nothing consumes the dead-letter queue, so `x-expires` would remove it while
+            // the subscription is in use: declaring it again keeps it.
+            let dead_letters = declarations
+                .iter()
+                .filter(|d| {
+                    matches!(d, Declaration::Queue { name, .. } if *name == subscription.names.dead_letters)
+                })
+                .cloned()
+                .collect();
+            tokio::spawn(keep_declared(
+                Arc::downgrade(&subscription),
+                dead_letters,
+                expires / 3,
+            ));
+        }
         let consuming = Consuming {
             subscription,
             declarations,
@@ -75,6 +91,32 @@ impl Subscriber for AmqpTransport {
             })
             .boxed(),
         )
+    }
+}
+
+/// Declares `declarations` again every `every` while the subscription's stream lives: an
+/// unused queue with `x-expires` survives as long as it is declared again in time.
+async fn keep_declared(
+    subscription: std::sync::Weak<Subscription>,
+    declarations: Vec<Declaration>,
+    every: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(every.max(std::time::Duration::from_millis(100))).await;
+        let Some(subscription) = subscription.upgrade() else {
+            return;
+        };
+        let connector = &subscription.inner.connector;
+        if connector.closed.is_cancelled() {
+            return;
+        }
+        let patience = subscription.inner.config.publish_timeout;
+        let declared =
+            tokio::time::timeout(patience, topology::declare_all(connector, &declarations)).await;
+        if !matches!(declared, Ok(Ok(()))) {
+            // The broker is away: the stream declares everything again when it reconnects.
+            tracing::debug!(queue = %subscription.names.dead_letters, "could not declare the dead-letter queue again");
+        }
     }
 }
 

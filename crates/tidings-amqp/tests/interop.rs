@@ -53,7 +53,8 @@ async fn python() -> Option<String> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A field's type of an event: it describes its JSON Schema too.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 struct Item {
     product_id: String,
     sku: String,

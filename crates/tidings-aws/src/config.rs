@@ -188,6 +188,93 @@ impl AwsConfig {
         self
     }
 
+    /// The settings an `aws://` URL names, over the defaults and the AWS environment: the
+    /// CLI's `--url aws://...`.
+    ///
+    /// - `aws://` or `aws://sns/<topic>`: an SNS topic (default `tidings-events`);
+    /// - `aws://eventbridge/<bus>`: an EventBridge bus (`default` is the account's own);
+    /// - query settings: `region`, `endpoint` (a local emulator), `queue_prefix`, `fifo`
+    ///   (`true`/`false`), `source`, `lease` and `wait` (`30s`, `2m`), `delivery_limit`.
+    ///
+    /// Credentials never go in the URL: they come from the AWS environment (or
+    /// [`AwsConfig::credentials`]).
+    ///
+    /// ```
+    /// use tidings_aws::AwsConfig;
+    ///
+    /// let events = AwsConfig::from_url("aws://eventbridge/orders?region=eu-west-1")?;
+    /// let local = AwsConfig::from_url("aws://?endpoint=http://127.0.0.1:5000&lease=1m")?;
+    /// assert!(AwsConfig::from_url("aws://sqs/orders").is_err());
+    /// # Ok::<(), tidings_aws::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> crate::Result<Self> {
+        // Shown without what could be a secret, should someone put one in.
+        let shown = tidings_core::broker_url::BrokerUrl::new(url).redacted();
+        let invalid = |why: String| crate::Error::Config(format!("the AWS URL `{shown}`: {why}"));
+        let parsed = ::url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if parsed.scheme() != "aws" {
+            return Err(invalid("not an aws:// URL".to_owned()));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "credentials do not go in the URL: set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or use a profile or role"
+                    .to_owned(),
+            ));
+        }
+        let name = parsed.path().trim_matches('/');
+        let mut config = match parsed.host_str().unwrap_or("") {
+            "" | "sns" => {
+                let config = Self::new().fanout(Fanout::Sns);
+                if name.is_empty() {
+                    config
+                } else {
+                    config.topic(name)
+                }
+            }
+            "eventbridge" | "events" => {
+                let config = Self::new().fanout(Fanout::EventBridge);
+                if name.is_empty() {
+                    config
+                } else {
+                    config.event_bus(name)
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "`{other}` is not a fanout: `aws://sns/<topic>` or `aws://eventbridge/<bus>`"
+                )));
+            }
+        };
+        let duration = |key: &str, value: &str| {
+            humantime::parse_duration(value).map_err(|e| invalid(format!("`{key}`: {e}")))
+        };
+        for (key, value) in parsed.query_pairs() {
+            config =
+                match &*key {
+                    "region" => config.region(value),
+                    "endpoint" => config.endpoint(value),
+                    "queue_prefix" => config.queue_prefix(value),
+                    "source" => config.source(value),
+                    "fifo" => config.fifo(value.parse().map_err(|_| {
+                        invalid(format!("`fifo` is `true` or `false`, not `{value}`"))
+                    })?),
+                    "lease" => config.lease(duration(&key, &value)?),
+                    "wait" => config.wait(duration(&key, &value)?),
+                    "delivery_limit" => config.delivery_limit(value.parse().map_err(|_| {
+                        invalid(format!("`delivery_limit` is a number, not `{value}`"))
+                    })?),
+                    other => {
+                        return Err(invalid(format!(
+                            "unknown setting `{other}` (region, endpoint, queue_prefix, fifo, \
+                         source, lease, wait, delivery_limit)"
+                        )));
+                    }
+                };
+        }
+        Ok(config)
+    }
+
     /// The queue of `subscription`: the prefix and the name, with what SQS does not allow in
     /// a name (anything but letters, digits, `-` and `_`) written `_XX`.
     pub(crate) fn queue_name(&self, subscription: &str) -> String {
@@ -215,6 +302,49 @@ impl Default for AwsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_names_the_fanout_and_its_settings() {
+        let config = AwsConfig::from_url("aws://").unwrap();
+        assert_eq!(config.fanout, Fanout::Sns);
+        assert_eq!(config.topic, "tidings-events");
+        let config = AwsConfig::from_url(
+            "aws://sns/users?region=eu-west-1&endpoint=http://127.0.0.1:5000&fifo=true\
+             &queue_prefix=shop-&lease=1m&wait=5s&delivery_limit=3",
+        )
+        .unwrap();
+        assert_eq!(config.topic, "users");
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(config.fifo);
+        assert_eq!(config.queue_prefix, "shop-");
+        assert_eq!(config.lease, Duration::from_secs(60));
+        assert_eq!(config.wait, Duration::from_secs(5));
+        assert_eq!(config.delivery_limit, 3);
+        let config = AwsConfig::from_url("aws://eventbridge/orders?source=billing").unwrap();
+        assert_eq!(config.fanout, Fanout::EventBridge);
+        assert_eq!(config.event_bus, "orders");
+        assert_eq!(config.source.as_deref(), Some("billing"));
+    }
+
+    #[test]
+    fn a_url_with_credentials_or_unknown_settings_is_refused_with_the_reason() {
+        for (url, reason) in [
+            (
+                "aws://AKID:secret@sns/x",
+                "credentials do not go in the URL",
+            ),
+            ("aws://sqs/x", "`sqs` is not a fanout"),
+            ("aws://?colour=blue", "unknown setting `colour`"),
+            ("aws://?fifo=yes", "`fifo` is `true` or `false`"),
+            ("aws://?lease=soon", "`lease`"),
+            ("amqp://localhost", "not an aws:// URL"),
+        ] {
+            let error = AwsConfig::from_url(url).unwrap_err().to_string();
+            assert!(error.contains(reason), "{url}: {error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
+    }
 
     #[test]
     fn queue_names_keep_subscriptions_apart_within_what_sqs_allows() {

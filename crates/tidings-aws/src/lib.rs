@@ -17,6 +17,8 @@
 //!   is filtered exactly on the consumer ([`filter`](crate) rules in the crate docs of
 //!   `filter.rs`). Long polling; the visibility timeout is the lease, extended while a
 //!   handler runs; a message is deleted when handled; a retry is a change of its visibility.
+//!   Removing a subscription (`Transport::remove_subscription`, what `tidings tail` does
+//!   when it stops) deletes its link, then its queues.
 //! - **Dead letters**: a queue per subscription (`<queue>-dlq`), fed by tidings with the
 //!   failure's details and by SQS's redrive policy after [`AwsConfig::delivery_limit`]
 //!   receives; listed, replayed and purged through
@@ -62,6 +64,8 @@
 //!   high-throughput mode; `PutEvents`: per-region quotas), which surfaces as failed batch
 //!   entries that are sent again, then as a transient error. moto never throttles, so the
 //!   retry of failed entries is not exercised by the tests.
+//! - **A deleted queue's name is free at once.** AWS refuses it for 60 s; creating the
+//!   queue then waits that out, which the tests (on moto) do not exercise.
 //! - **Nothing survives a restart** of moto, so the conformance case that restarts the
 //!   broker is not applicable; the failover test cuts the network instead.
 //!
@@ -323,6 +327,13 @@ impl Transport for AwsTransport {
             .approximate_messages(&url, "counting the backlog")
             .await?;
         Ok(Some(tidings_core::transport::Backlog::new(depth, None)))
+    }
+
+    /// Removes the subscription's link (its SNS subscription, or its EventBridge rule), then
+    /// its queue and dead-letter queue. SQS refuses a queue of the same name for 60 s after
+    /// deleting one: subscribing again under the name within that minute waits it out.
+    async fn remove_subscription(&self, name: &str) -> std::result::Result<(), TransportError> {
+        Ok(self.inner.remove(name).await?)
     }
 
     /// Ready until closed. AWS's APIs are HTTP requests with no connection to lose; an

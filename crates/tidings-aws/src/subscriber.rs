@@ -44,6 +44,15 @@ const MAX_RULE_NAME: usize = 64;
 /// How long a dead letter is kept: 14 days, SQS's longest.
 pub(crate) const DLQ_RETENTION: &str = "1209600";
 
+/// How long creating a queue waits out SQS's refusal of a name deleted in the last minute.
+const RECREATE_WAIT: Duration = Duration::from_secs(70);
+
+/// The pause between two tries of that.
+const RECREATE_PAUSE: Duration = Duration::from_secs(5);
+
+/// The id of the queue among its rule's targets (EventBridge).
+const RULE_TARGET: &str = "tidings-queue";
+
 /// Most messages one receive returns.
 const RECEIVE_MAX: usize = 10;
 
@@ -180,14 +189,37 @@ impl Inner {
                 .map_err(|e| Error::from_sdk(&e, "setting a queue's attributes"))?;
             return Ok(url);
         }
-        let out = self
-            .sqs
-            .create_queue()
-            .queue_name(name)
-            .set_attributes(Some(attributes.into_iter().collect()))
-            .send()
-            .await
-            .map_err(|e| Error::from_sdk(&e, "creating a queue"))?;
+        let attributes: HashMap<_, _> = attributes.into_iter().collect();
+        let mut waited = Duration::ZERO;
+        let out = loop {
+            let created = self
+                .sqs
+                .create_queue()
+                .queue_name(name)
+                .set_attributes(Some(attributes.clone()))
+                .send()
+                .await;
+            match created {
+                Err(e)
+                    if waited < RECREATE_WAIT
+                        && e.as_service_error()
+                            .is_some_and(|s| s.is_queue_deleted_recently()) =>
+                {
+                    // SQS refuses a queue of a name deleted in the last 60 s (a removed
+                    // subscription subscribed again): wait it out rather than fail.
+                    if waited.is_zero() {
+                        tracing::info!(
+                            queue = name,
+                            "SQS deleted this queue less than a minute ago and refuses it \
+                             until then: waiting"
+                        );
+                    }
+                    tokio::time::sleep(RECREATE_PAUSE).await;
+                    waited += RECREATE_PAUSE;
+                }
+                created => break created.map_err(|e| Error::from_sdk(&e, "creating a queue"))?,
+            }
+        };
         out.queue_url()
             .map(str::to_owned)
             .ok_or_else(|| Error::Config("SQS returned no queue URL".to_owned()))
@@ -274,39 +306,18 @@ impl Inner {
         let topic_arn = self.topic_arn.clone().expect("SNS fanout has a topic");
         // AWS takes `{}` as "no filter policy".
         let policy = filter::sns_policy(patterns).unwrap_or_else(|| "{}".to_owned());
-        let mut next = None;
-        loop {
-            let out = self
-                .sns
-                .list_subscriptions_by_topic()
-                .topic_arn(&topic_arn)
-                .set_next_token(next)
-                .send()
-                .await
-                .map_err(|e| Error::from_sdk(&e, "listing the topic's subscriptions"))?;
-            let existing = out
-                .subscriptions()
-                .iter()
-                .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue_arn))
-                .and_then(|s| s.subscription_arn())
-                .filter(|arn| arn.starts_with("arn:"));
-            if let Some(subscription_arn) = existing {
-                for (name, value) in [("RawMessageDelivery", "true"), ("FilterPolicy", &policy)] {
-                    self.sns
-                        .set_subscription_attributes()
-                        .subscription_arn(subscription_arn)
-                        .attribute_name(name)
-                        .attribute_value(value)
-                        .send()
-                        .await
-                        .map_err(|e| Error::from_sdk(&e, "setting a subscription's filter"))?;
-                }
-                return Ok(topic_arn);
+        if let Some(subscription_arn) = self.topic_subscription(&topic_arn, queue_arn).await? {
+            for (name, value) in [("RawMessageDelivery", "true"), ("FilterPolicy", &policy)] {
+                self.sns
+                    .set_subscription_attributes()
+                    .subscription_arn(&subscription_arn)
+                    .attribute_name(name)
+                    .attribute_value(value)
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk(&e, "setting a subscription's filter"))?;
             }
-            next = out.next_token().map(str::to_owned);
-            if next.is_none() {
-                break;
-            }
+            return Ok(topic_arn);
         }
         self.sns
             .subscribe()
@@ -320,6 +331,97 @@ impl Inner {
             .await
             .map_err(|e| Error::from_sdk(&e, "subscribing a queue to the topic"))?;
         Ok(topic_arn)
+    }
+
+    /// The ARN of the topic's subscription that delivers to the queue `queue_arn`, if any.
+    async fn topic_subscription(
+        &self,
+        topic_arn: &str,
+        queue_arn: &str,
+    ) -> Result<Option<String>, Error> {
+        let mut next = None;
+        loop {
+            let out = self
+                .sns
+                .list_subscriptions_by_topic()
+                .topic_arn(topic_arn)
+                .set_next_token(next)
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk(&e, "listing the topic's subscriptions"))?;
+            let found = out
+                .subscriptions()
+                .iter()
+                .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue_arn))
+                .and_then(|s| s.subscription_arn())
+                // A subscription still pending confirmation has no ARN yet.
+                .filter(|arn| arn.starts_with("arn:"));
+            if let Some(arn) = found {
+                return Ok(Some(arn.to_owned()));
+            }
+            next = out.next_token().map(str::to_owned);
+            if next.is_none() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Removes a subscription: first its link (the topic's subscription, or the rule and
+    /// its target), so that nothing more is sent to it, then its queue and dead-letter
+    /// queue with what they hold. What does not exist is skipped.
+    pub(crate) async fn remove(&self, subscription: &str) -> Result<(), Error> {
+        let (name, dlq) = self.queue_names(subscription)?;
+        let url = self.queue_url(&name).await?;
+        match self.config.fanout {
+            Fanout::Sns => {
+                if let (Some(url), Some(topic_arn)) = (&url, &self.topic_arn) {
+                    let queue_arn = self.queue_arn(url).await?;
+                    if let Some(arn) = self.topic_subscription(topic_arn, &queue_arn).await? {
+                        self.sns
+                            .unsubscribe()
+                            .subscription_arn(arn)
+                            .send()
+                            .await
+                            .map_err(|e| Error::from_sdk(&e, "unsubscribing a queue"))
+                            .map(drop)
+                            .or_else(skip_missing)?;
+                    }
+                }
+            }
+            Fanout::EventBridge => {
+                let bus = &self.config.event_bus;
+                self.events
+                    .remove_targets()
+                    .rule(&name)
+                    .event_bus_name(bus)
+                    .ids(RULE_TARGET)
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk(&e, "removing the rule's target"))
+                    .map(drop)
+                    .or_else(skip_missing)?;
+                self.events
+                    .delete_rule()
+                    .name(&name)
+                    .event_bus_name(bus)
+                    .send()
+                    .await
+                    .map_err(|e| Error::from_sdk(&e, "deleting the rule"))
+                    .map(drop)
+                    .or_else(skip_missing)?;
+            }
+        }
+        for url in [url, self.queue_url(&dlq).await?].into_iter().flatten() {
+            self.sqs
+                .delete_queue()
+                .queue_url(url)
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk(&e, "deleting a queue"))
+                .map(drop)
+                .or_else(skip_missing)?;
+        }
+        Ok(())
     }
 
     /// Puts the rule `name` on the bus with the patterns' event pattern and the queue as
@@ -349,7 +451,7 @@ impl Inner {
             .await
             .map_err(|e| Error::from_sdk(&e, "putting a rule on the bus"))?;
         let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("tidings-queue")
+            .id(RULE_TARGET)
             .arn(queue_arn)
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -383,6 +485,15 @@ impl Inner {
         rule.rule_arn()
             .map(str::to_owned)
             .ok_or_else(|| Error::Config("EventBridge returned no rule ARN".to_owned()))
+    }
+}
+
+/// `Ok` for what was already gone.
+fn skip_missing<T: Default>(error: Error) -> Result<T, Error> {
+    if error.is_missing() {
+        Ok(T::default())
+    } else {
+        Err(error)
     }
 }
 

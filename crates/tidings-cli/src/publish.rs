@@ -41,7 +41,8 @@ pub(crate) struct PublishArgs {
     #[arg(long)]
     id: Option<String>,
     /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
-    /// `redis://...`. Default: `TIDINGS_URL`, else the embedded store at `--store`.
+    /// `redis://...`, `aws://...` (with the `aws` feature). Default: `TIDINGS_URL`, else the
+    /// embedded store at `--store`.
     #[arg(long)]
     url: Option<String>,
     /// The embedded store's file, when no URL is given.

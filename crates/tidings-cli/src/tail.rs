@@ -9,6 +9,11 @@
 //! each event without taking any from the services' subscriptions, acks what it prints, and
 //! removes that subscription ([`Transport::remove_subscription`]) when it stops: on Ctrl-C,
 //! SIGTERM, or after `--count` events. Events published before it started are not shown.
+//!
+//! A tail killed before it could remove its subscription (`kill -9`, a lost machine) leaves
+//! it to the broker: on RabbitMQ and NATS the subscription is temporary and goes once
+//! unread for `--expire-after` (default one minute). The other transports keep it, and its
+//! events, until `remove_subscription` is called for its name.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -35,9 +40,14 @@ pub(crate) struct TailArgs {
     #[arg(long, short = 'n', value_name = "N")]
     count: Option<u64>,
     /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
-    /// `redis://...`. Default: `TIDINGS_URL`, else the embedded store at `--store`.
+    /// `redis://...`, `aws://...` (with the `aws` feature). Default: `TIDINGS_URL`, else the
+    /// embedded store at `--store`.
     #[arg(long)]
     url: Option<String>,
+    /// How long the subscription outlives a tail killed before it could remove it, where
+    /// the broker can remove it by itself (RabbitMQ, NATS).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    expire_after: std::time::Duration,
     /// The embedded store's file, when no URL is given.
     #[arg(long, default_value = "tidings.db", env = "TIDINGS_STORE")]
     store: PathBuf,
@@ -57,7 +67,9 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", args.store.display()));
     let transport = crate::transport::open(&url).await?;
     let name = format!("tail-{}-{:04x}", std::process::id(), fastrand::u16(..));
-    let spec = SubscriptionSpec::new(name.clone(), patterns).with_prefetch(64);
+    let spec = SubscriptionSpec::new(name.clone(), patterns)
+        .with_prefetch(64)
+        .expire_when_idle(args.expire_after);
     let stream = transport
         .subscribe(&spec)
         .await

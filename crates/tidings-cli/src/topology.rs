@@ -24,9 +24,10 @@ pub(crate) struct TopologyArgs {
     #[arg(long, short, default_value = "topology.toml")]
     file: PathBuf,
     /// The broker. Defaults to `RABBITMQ_URL`, then `TIDINGS_URL` when it is an AMQP URL,
-    /// then the local RabbitMQ. `aws://` is AWS (SNS or EventBridge, SQS), with the region,
-    /// endpoint and credentials of the AWS environment (`AWS_REGION`, `AWS_ENDPOINT_URL`...)
-    /// or the URL's `?region=...&endpoint=...`; it needs the `aws` feature.
+    /// then the local RabbitMQ. `aws://` is AWS (`aws://sns/<topic>` or
+    /// `aws://eventbridge/<bus>`, SQS), with the region, endpoint and credentials of the AWS
+    /// environment (`AWS_REGION`, `AWS_ENDPOINT_URL`...) or the URL's
+    /// `?region=...&endpoint=...`; it needs the `aws` feature.
     #[arg(long)]
     url: Option<String>,
 }
@@ -106,23 +107,9 @@ mod aws {
 
     use super::TopologyArgs;
 
-    /// The settings an `aws://` URL names: `?region=` and `?endpoint=` over the environment.
-    fn config(url: &str) -> anyhow::Result<AwsConfig> {
-        let parsed = url::Url::parse(url).with_context(|| format!("the AWS URL `{url}`"))?;
-        let mut config = AwsConfig::new();
-        for (key, value) in parsed.query_pairs() {
-            config = match &*key {
-                "region" => config.region(value),
-                "endpoint" => config.endpoint(value),
-                other => anyhow::bail!("the AWS URL `{url}`: unknown setting `{other}`"),
-            };
-        }
-        Ok(config)
-    }
-
     pub(super) async fn run(args: &TopologyArgs, url: &str, apply: bool) -> anyhow::Result<bool> {
         let topology = Topology::from_file(&args.file)?;
-        let config = config(url)?;
+        let config = AwsConfig::from_url(url)?;
         let what = if apply { "applying" } else { "planning" };
         let plan = if apply {
             AwsTransport::apply(config, &topology).await

@@ -1,21 +1,18 @@
 //! `tidings dlq`: list, show, replay (one, all) and purge the dead letters of a
 //! subscription on the embedded store, which the test fills beside the command.
 
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
 use std::time::Duration;
+
+use common::tidings;
 
 use tidings::dead_letter::{DeadLetter, Original, Reason, ReasonKind};
 use tidings::envelope::Envelope;
 use tidings::sqlite::{SqliteConfig, SqliteTransport};
 use tidings::transport::{DeadLetters, Publisher, Subscriber};
 use tidings_testkit::{Namespace, conformance::spec, recv};
-
-fn tidings(args: &[&str]) -> Output {
-    tidings_testkit::process::output(
-        Command::new(env!("CARGO_BIN_EXE_tidings")).args(args),
-        Duration::from_secs(60),
-    )
-}
 
 fn stdout(out: &Output) -> String {
     assert!(

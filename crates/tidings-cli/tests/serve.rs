@@ -478,14 +478,7 @@ async fn metrics_count_published_and_rejected_requests() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 415);
-    let text = http
-        .get(served.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = served.get_text(&http, "/metrics").await;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -524,14 +517,7 @@ async fn the_configuration_file_sets_what_flags_do_not() {
     .unwrap();
     let served = Served::start_with(&["--config", file.to_str().unwrap()]);
     let http = http();
-    let ready: serde_json::Value = http
-        .get(served.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = served.get_json(&http, "/readyz").await;
     assert_eq!(ready["transport"], "redis", "the file's url: {ready}");
     let big = serde_json::json!({
         "specversion": "1.0", "id": "x", "source": "s", "type": ns.topic("a.b"),
@@ -562,7 +548,8 @@ async fn the_configuration_file_sets_what_flags_do_not() {
 async fn a_stuck_webhook_shows_its_backlog_on_stats_and_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("tidings.db");
-    stuck_webhook_shows_its_backlog(&format!("store = \"{}\"", store.display())).await;
+    common::stuck_webhook_shows_its_backlog(&format!("store = \"{}\"", store.display()), true)
+        .await;
 }
 
 /// The same on `postgres://`: `tidings serve` publishes into the PostgreSQL queue, the webhook
@@ -582,7 +569,7 @@ async fn serve_on_postgres_queues_webhook_deliveries_and_counts_their_backlog() 
         .await
         .unwrap();
     let url = format!("{base}?options=-csearch_path%3D{schema}");
-    stuck_webhook_shows_its_backlog(&format!("url = \"{url}\"")).await;
+    common::stuck_webhook_shows_its_backlog(&format!("url = \"{url}\""), true).await;
     let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM {schema}.tidings_messages WHERE subscription = 'stuck'"
     )))
@@ -594,92 +581,4 @@ async fn serve_on_postgres_queues_webhook_deliveries_and_counts_their_backlog() 
         .execute(&mut admin)
         .await
         .unwrap();
-}
-
-/// Three events for a webhook whose endpoint refuses connections, on the transport that
-/// `transport` (a line of the configuration file) names: each is tried once and waits for
-/// its retry, and the backlog shows the three.
-async fn stuck_webhook_shows_its_backlog(transport: &str) {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("tidings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-{transport}
-[serve]
-listen = "127.0.0.1:0"
-[[serve.webhooks]]
-name = "stuck"
-patterns = ["order.*"]
-url = "http://127.0.0.1:{port}/events"
-secret = "s3cret"
-backoff = "10m"
-"#
-        ),
-    )
-    .unwrap();
-    let served = Served::start_with(&["--config", config.to_str().unwrap()]);
-    let http = http();
-    for i in 0..3 {
-        let event = serde_json::json!({
-            "specversion": "1.0", "id": format!("stuck-{i}"), "source": "s",
-            "type": "order.created",
-        });
-        let answer = served.post_event(&http, &event).send().await.unwrap();
-        assert_eq!(answer.status(), 202);
-    }
-    // Each is tried once (connection refused) and waits for its retry in ten minutes.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let stuck = loop {
-        let stats: serde_json::Value = http
-            .get(served.url("/v1/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let stuck = stats["subscriptions"][0].clone();
-        if stuck["retried"] == 3 {
-            break stuck;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "three retries: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(stuck["backlog"]["depth"], 3, "{stuck}");
-    assert!(
-        stuck["backlog"]["oldest_age_s"].as_f64().unwrap() >= 0.0,
-        "{stuck}"
-    );
-    assert!(
-        stuck["last_failure"]["error"]
-            .as_str()
-            .unwrap()
-            .contains(&port.to_string()),
-        "the failure names the endpoint: {stuck}"
-    );
-    let text = http
-        .get(served.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains(r#"tidings_queue_depth{subscription="stuck"} 3"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"tidings_queue_oldest_age_seconds{subscription="stuck"}"#),
-        "{text}"
-    );
-    assert_eq!(served.terminate(), Some(0));
 }

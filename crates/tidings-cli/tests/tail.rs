@@ -2,48 +2,15 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::Tail;
 use serde_json::Value;
+use std::process::Command;
 use tidings::envelope::Envelope;
 use tidings::transport::{Publisher as _, Transport};
-use tidings_testkit::process::{Guarded, Lines};
 
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A running `tidings tail`, once it has subscribed: its output and its subscription's name.
-struct Tail {
-    child: Guarded,
-    stdout: Lines,
-    subscription: String,
-}
-
-impl Tail {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Guarded::spawn(
-            Command::new(env!("CARGO_BIN_EXE_tidings"))
-                .arg("tail")
-                .args(args)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped()),
-        );
-        let stdout = Lines::read(child.0.stdout.take().expect("stdout"));
-        let stderr = Lines::read(child.0.stderr.take().expect("stderr"));
-        let banner = stderr.find(LIMIT, "the `tailing` banner", |l| l.starts_with("tailing "));
-        let subscription = banner
-            .split(" as subscription ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the banner names the subscription")
-            .to_owned();
-        Self {
-            child,
-            stdout,
-            subscription,
-        }
-    }
-}
 
 fn order(ty: &str, id: &str) -> Envelope {
     Envelope::new("checkout", ty)
@@ -152,4 +119,95 @@ async fn tail_on_a_broker_stops_after_count_and_removes_its_subscription() {
         !kept_a_copy(&probe, &tail.subscription, &format!("{topic}.created")).await,
         "the temporary subscription is gone"
     );
+}
+
+/// A tail killed with SIGKILL cannot remove its subscription: on RabbitMQ its queues expire
+/// once unread for `--expire-after`. While the tail lives, longer than that, both stay (the
+/// dead-letter queue, which nothing consumes, is declared again in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tail_leaves_no_queues_on_rabbitmq() {
+    let url = std::env::var("RABBITMQ_URL")
+        .unwrap_or_else(|_| tidings::amqp::AmqpConfig::DEFAULT_URL.to_owned());
+    let transport =
+        match tidings::amqp::AmqpTransport::connect(tidings::amqp::AmqpConfig::new(&url)).await {
+            Ok(transport) => transport,
+            Err(error) => return tidings_testkit::service::unavailable("RabbitMQ", &error),
+        };
+    let queues = || {
+        let out = tidings_testkit::process::output(
+            Command::new("rabbitmqctl").args([
+                "list_queues",
+                "name",
+                "--quiet",
+                "--no-table-headers",
+            ]),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "rabbitmqctl list_queues: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Its queue and its dead-letter queue.
+    killed_tail_expires(&transport, &url, 2, async |name: &str| {
+        queues().lines().filter(|q| q.contains(name)).count()
+    })
+    .await;
+}
+
+/// The same on NATS: the killed tail's consumer goes once unread for `--expire-after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tail_leaves_no_consumer_on_nats() {
+    let config = tidings::nats::NatsConfig::from_env();
+    let url = config.url().expose().to_owned();
+    let transport = match tidings::nats::NatsTransport::connect(config).await {
+        Ok(transport) => transport,
+        Err(error) => return tidings_testkit::service::unavailable("NATS", &error),
+    };
+    let probe = transport.clone();
+    // Its consumer.
+    killed_tail_expires(&transport, &url, 1, async |name: &str| {
+        usize::from(probe.backlog(name).await.expect("backlog").is_some())
+    })
+    .await;
+}
+
+/// Starts a tail of its own topic with `--expire-after 2s` on `url`; checks that it prints
+/// what is published, that its subscription (the `parts` that `present` counts) outlives
+/// the expiry while it runs, then kills it with SIGKILL and waits for the broker to remove
+/// every part.
+async fn killed_tail_expires(
+    transport: &dyn Transport,
+    url: &str,
+    parts: usize,
+    present: impl AsyncFn(&str) -> usize,
+) {
+    let topic = format!("tail{:08x}", fastrand::u32(..));
+    let mut tail = Tail::start(&[&format!("{topic}.*"), "--url", url, "--expire-after", "2s"]);
+    transport
+        .publish(&order(&format!("{topic}.created"), &format!("{topic}-1")))
+        .await
+        .expect("publish");
+    // Ids of their own: JetStream drops an id it saw in the last two minutes.
+    tail.event(&format!("{topic}-1"));
+    // Twice the expiry, read all along: nothing expires.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        present(&tail.subscription).await,
+        parts,
+        "a live tail keeps its subscription"
+    );
+    transport
+        .publish(&order(&format!("{topic}.created"), &format!("{topic}-2")))
+        .await
+        .expect("publish");
+    tail.event(&format!("{topic}-2"));
+
+    tail.child.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while present(&tail.subscription).await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker removes the killed tail's subscription"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

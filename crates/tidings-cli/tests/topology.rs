@@ -1,24 +1,11 @@
 //! `tidings topology plan|apply` against the machine's RabbitMQ: output, exit codes,
 //! idempotence, conflicts.
 
-use std::process::Output;
+mod common;
+
+use common::{text, tidings};
 
 use tidings_testkit::Namespace;
-
-fn tidings(args: &[&str]) -> Output {
-    tidings_testkit::process::output(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tidings")).args(args),
-        std::time::Duration::from_secs(60),
-    )
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// A topology whose names are all inside `ns`, with `ttl_ms` on its plain queue.
 fn file(dir: &tempfile::TempDir, ns: &Namespace, ttl_ms: u64) -> String {

@@ -39,4 +39,7 @@ pub mod retry;
 pub mod topic;
 pub mod transport;
 
-pub use event::DomainEvent;
+pub use event::{DomainEvent, UpcastError, Upcaster, VersionError};
+/// The JSON Schema generator behind [`DomainEvent::data_schema`], for schemas by hand and for
+/// the code `#[derive(DomainEvent)]` writes.
+pub use schemars;

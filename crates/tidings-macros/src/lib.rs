@@ -23,9 +23,15 @@
 //! | `name = "..."` | required: the event type and topic; checked for empty words and wildcards |
 //! | `version = N` | schema version, from 1 (default 1) |
 //! | `category = "..."` | `domain`, `integration`, `system`, `user` or `notification` |
+//! | `upcasters(f1, f2, ...)` | one function per earlier version, oldest first, each turning a version's JSON data into the next's (`fn(serde_json::Value) -> Result<serde_json::Value, UpcastError>`): a consumer reads events of every version |
 //! | `crate = "path"` | where the tidings items live, if not `::tidings` or `::tidings_core` |
 //!
 //! A field marked `#[event(subject)]` becomes the envelope's `subject` (its `Display` text).
+//!
+//! The derive also describes the type's JSON Schema (`DomainEvent::data_schema`) with
+//! [schemars](https://docs.rs/schemars), reading the same `serde` attributes and doc comments,
+//! so the types of its fields implement `schemars::JsonSchema` (derive it on your own
+//! nested types; std, `chrono` and `uuid` types have it). Generic events describe none.
 //!
 //! The generated code only names items of `tidings-core` (through the facade when the user
 //! depends on `tidings`), so the derive stays thin.
@@ -62,6 +68,8 @@ struct Container {
     version: Option<(u32, Span)>,
     category: Option<LitStr>,
     krate: Option<syn::Path>,
+    /// `upcasters(v1_to_v2, ...)`, and where the key was written.
+    upcasters: Option<(Vec<syn::Path>, Span)>,
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
@@ -95,6 +103,26 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
     };
     let subject = subject_fn(input)?;
+    let schema = schema_fn(input, &krate);
+    let upcasters = match &container.upcasters {
+        None => TokenStream2::new(),
+        Some((paths, span)) => {
+            let needed = version as usize - 1;
+            if paths.len() != needed {
+                return Err(Error::new(
+                    *span,
+                    format!(
+                        "version {version} needs {needed} upcaster(s), one from each earlier \
+                         version in order (1 to 2, 2 to 3, ...); {} given",
+                        paths.len()
+                    ),
+                ));
+            }
+            quote! {
+                const UPCASTERS: &'static [#krate::Upcaster] = &[#(#paths),*];
+            }
+        }
+    };
 
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
@@ -104,8 +132,59 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             const VERSION: u32 = #version;
             const CATEGORY: ::core::option::Option<#krate::envelope::Category> = #category;
             #subject
+            #schema
+            #upcasters
         }
     })
+}
+
+/// `data_schema()`: the type's JSON Schema, from schemars.
+///
+/// A derive cannot add derives to the type it is given, so this one describes a copy: the
+/// same fields with the same `serde`, `schemars` and doc attributes, declared inside the
+/// function (where it sees the same module), deriving `JsonSchema` under the type's name.
+/// Generic types keep the default (`None`): their parameters carry no `JsonSchema` bound.
+fn schema_fn(input: &DeriveInput, krate: &TokenStream2) -> TokenStream2 {
+    if input.generics.params.iter().next().is_some() {
+        return TokenStream2::new();
+    }
+    let described = |attr: &syn::Attribute| {
+        ["serde", "schemars", "doc"]
+            .iter()
+            .any(|name| attr.path().is_ident(name))
+    };
+    let mut copy = input.clone();
+    copy.attrs.retain(described);
+    // Private, as nothing outside the function sees it (`unreachable_pub` otherwise).
+    copy.vis = syn::Visibility::Inherited;
+    let keep_field_attrs = |fields: &mut Fields| {
+        for field in fields.iter_mut() {
+            field.attrs.retain(described);
+            field.vis = syn::Visibility::Inherited;
+        }
+    };
+    match &mut copy.data {
+        Data::Struct(data) => keep_field_attrs(&mut data.fields),
+        Data::Enum(data) => {
+            for variant in &mut data.variants {
+                variant.attrs.retain(described);
+                keep_field_attrs(&mut variant.fields);
+            }
+        }
+        Data::Union(_) => return TokenStream2::new(),
+    }
+    let schemars_path = format!("{krate}::schemars").replace(' ', "");
+    let name = input.ident.to_string();
+    let copy_ident = &copy.ident;
+    quote! {
+        fn data_schema() -> ::core::option::Option<#krate::schemars::Schema> {
+            #[derive(#krate::schemars::JsonSchema)]
+            #[schemars(crate = #schemars_path, rename = #name)]
+            #[allow(dead_code, unused_qualifications, clippy::all, clippy::pedantic)]
+            #copy
+            ::core::option::Option::Some(#krate::schemars::schema_for!(#copy_ident))
+        }
+    }
 }
 
 fn default_crate_path() -> TokenStream2 {
@@ -181,6 +260,17 @@ fn container_attrs(input: &DeriveInput) -> syn::Result<Container> {
                         return Err(duplicate());
                     }
                 }
+                "upcasters" => {
+                    let span = meta.path.span();
+                    let mut paths = Vec::new();
+                    meta.parse_nested_meta(|inner| {
+                        paths.push(inner.path.clone());
+                        Ok(())
+                    })?;
+                    if container.upcasters.replace((paths, span)).is_some() {
+                        return Err(duplicate());
+                    }
+                }
                 "subject" => {
                     return Err(meta.error(
                         "`subject` goes on a field: #[event(subject)] order_id: String",
@@ -188,7 +278,7 @@ fn container_attrs(input: &DeriveInput) -> syn::Result<Container> {
                 }
                 _ => {
                     return Err(meta.error(format!(
-                        "unknown key `{key}` in #[event(...)]: expected name, version, category or crate"
+                        "unknown key `{key}` in #[event(...)]: expected name, version, category, upcasters or crate"
                     )));
                 }
             }

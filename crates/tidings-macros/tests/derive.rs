@@ -73,3 +73,78 @@ fn enums_and_generic_types_derive_too() {
         marker: std::marker::PhantomData,
     };
 }
+
+/// An account's registration, as Python services send it: camelCase on the wire.
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.registered", version = 2)]
+#[serde(rename_all = "camelCase")]
+struct AccountRegistered {
+    /// The account's id.
+    #[event(subject)]
+    account_id: String,
+    email: String,
+    #[serde(default)]
+    newsletter: bool,
+    plan: Plan,
+    referrer: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Plan {
+    Free,
+    Pro,
+}
+
+fn schema_of<T: DomainEvent>() -> serde_json::Value {
+    T::data_schema().expect("a schema").to_value()
+}
+
+#[test]
+fn the_schema_describes_the_serde_form_with_its_required_fields() {
+    let schema = schema_of::<AccountRegistered>();
+    assert_eq!(schema["title"], "AccountRegistered", "{schema}");
+    assert_eq!(schema["type"], "object");
+    let properties = schema["properties"].as_object().expect("properties");
+    let mut names: Vec<&str> = properties.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["accountId", "email", "newsletter", "plan", "referrer"],
+        "serde's renames, not the Rust names"
+    );
+    assert_eq!(properties["accountId"]["description"], "The account's id.");
+    let mut required: Vec<&str> = schema["required"]
+        .as_array()
+        .expect("required")
+        .iter()
+        .map(|v| v.as_str().expect("a name"))
+        .collect();
+    required.sort_unstable();
+    assert_eq!(
+        required,
+        ["accountId", "email", "plan"],
+        "`default` and `Option` fields are optional"
+    );
+    let plan = serde_json::to_string(&schema["$defs"]["Plan"]).expect("json");
+    assert!(
+        plan.contains("\"free\"") && plan.contains("\"pro\""),
+        "{plan}"
+    );
+}
+
+#[test]
+fn tuple_structs_and_enums_have_schemas_too() {
+    let tuple = schema_of::<SegmentChanged>();
+    assert_eq!(tuple["type"], "array", "{tuple}");
+    let outcome = serde_json::to_string(&schema_of::<PaymentOutcome>()).expect("json");
+    assert!(
+        outcome.contains("Completed") && outcome.contains("Failed"),
+        "{outcome}"
+    );
+}
+
+#[test]
+fn generic_events_describe_no_schema() {
+    assert!(Reindex::<u8>::data_schema().is_none());
+}

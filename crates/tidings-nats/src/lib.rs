@@ -227,6 +227,38 @@ impl Inner {
         }
     }
 
+    /// How long the oldest message a consumer has not acked has been in the stream: the
+    /// first one past its ack floor on its filter subject. `None` when there is none (all
+    /// acked meanwhile).
+    async fn oldest_unacked_age(
+        &self,
+        stream: &stream::Stream<()>,
+        info: &jetstream::consumer::Info,
+    ) -> Result<Option<Duration>> {
+        let filter = match info.config.filter_subject.as_str() {
+            "" => ">",
+            filter => filter,
+        };
+        let first = stream
+            .get_first_raw_message_by_subject(filter, info.ack_floor.stream_sequence + 1)
+            .await;
+        let message = match first {
+            Ok(message) => message,
+            Err(e) if matches!(e.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.error("reading the oldest unacked message", e, true)),
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let stored = u128::try_from(message.time.unix_timestamp_nanos()).unwrap_or(0);
+        Ok(Some(Duration::from_nanos(
+            u64::try_from(now.saturating_sub(stored)).unwrap_or(u64::MAX),
+        )))
+    }
+
     fn stream_config(&self, name: &str, subjects: Vec<String>) -> stream::Config {
         stream::Config {
             name: name.to_owned(),
@@ -327,7 +359,9 @@ impl Transport for NatsTransport {
     /// What the subscription's durable consumer has not settled: the stream messages it has
     /// not delivered yet (`num_pending`, counted on its server-side filter, so including
     /// events the client-side filter will drop) and those delivered and not acked
-    /// (`num_ack_pending`). No age. `None` before the subscription's first `subscribe`.
+    /// (`num_ack_pending`). The oldest's age is that of the first stream message past the
+    /// consumer's ack floor on its filter subject: the oldest it has not acked. `None`
+    /// before the subscription's first `subscribe`.
     async fn backlog(
         &self,
         subscription: &str,
@@ -346,10 +380,17 @@ impl Transport for NatsTransport {
             .consumer_info(subscriber::consumer_name(subscription))
             .await
         {
-            Ok(info) => Ok(Some(tidings_core::transport::Backlog::new(
-                info.num_pending + info.num_ack_pending as u64,
-                None,
-            ))),
+            Ok(info) => {
+                let depth = info.num_pending + info.num_ack_pending as u64;
+                let oldest_age = if depth == 0 {
+                    None
+                } else {
+                    inner.oldest_unacked_age(&stream, &info).await?
+                };
+                Ok(Some(tidings_core::transport::Backlog::new(
+                    depth, oldest_age,
+                )))
+            }
             Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => Ok(None),
             Err(e) => Err(inner.error("reading a consumer's state", e, true).into()),
         }

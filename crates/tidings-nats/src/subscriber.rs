@@ -71,7 +71,10 @@ impl Subscriber for NatsTransport {
             max_ack_pending: inner.config.max_ack_pending,
             // Like a queue bound now: events published from now on.
             deliver_policy: DeliverPolicy::New,
-            inactive_threshold: inner.config.inactive_threshold.unwrap_or_default(),
+            inactive_threshold: spec
+                .idle_expiry
+                .or(inner.config.inactive_threshold)
+                .unwrap_or_default(),
             ..Default::default()
         };
         let consumer = inner.consumer(&config).await?;

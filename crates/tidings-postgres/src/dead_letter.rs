@@ -132,8 +132,9 @@ impl DeadLetters for PgTransport {
                 },
             ),
             ReplayTarget::Topic(topic) => {
+                let version = crate::routes::Routes::version(&mut tx).await?;
                 let mut routes = self.shared.routes.lock().await;
-                routes.refresh(&mut tx).await?;
+                routes.refresh(version, &mut tx).await?;
                 rows.route(
                     &routes,
                     &Outgoing {

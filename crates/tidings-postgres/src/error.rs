@@ -6,13 +6,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The database could not be reached (the URL is shown without its password).
-    #[error("cannot connect to {url}: {source}")]
+    ///
+    /// The driver's error is in the message, as the other transports' connection errors
+    /// have theirs, and not also a `source`: a report that walks the chain would say it
+    /// twice.
+    #[error("cannot connect to {url}: {cause}")]
     Connect {
         /// The database URL, password redacted.
         url: String,
         /// What the driver said.
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
     /// The database was migrated by a newer version of tidings.
     #[error(

@@ -83,9 +83,10 @@ impl PgTransport {
         self.check_open()?;
         let mut tx = self.shared.pool.begin().await.map_err(crate::Error::from)?;
         let mut rows = Rows::default();
+        let version = Routes::version(&mut tx).await?;
         {
             let mut routes = self.shared.routes.lock().await;
-            routes.refresh(&mut tx).await?;
+            routes.refresh(version, &mut tx).await?;
             for message in messages {
                 rows.route(&routes, message);
             }

@@ -19,14 +19,19 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    /// Reloads the table if another transaction changed it.
-    pub(crate) async fn refresh(&mut self, conn: &mut PgConnection) -> Result<()> {
-        let version: i64 = sqlx::query_scalar(
+    /// The bindings' version as `conn` sees it: read before taking the table's lock, so
+    /// that concurrent publishers do not take turns for the round trip.
+    pub(crate) async fn version(conn: &mut PgConnection) -> Result<i64> {
+        Ok(sqlx::query_scalar(
             "SELECT value FROM tidings_queue_meta WHERE key = 'bindings_version'",
         )
         .fetch_one(&mut *conn)
-        .await?;
-        if self.version == Some(version) {
+        .await?)
+    }
+
+    /// Reloads the table if it is older than `version` (another transaction changed it).
+    pub(crate) async fn refresh(&mut self, version: i64, conn: &mut PgConnection) -> Result<()> {
+        if self.version >= Some(version) {
             return Ok(());
         }
         let rows: Vec<(String, String)> =

@@ -87,9 +87,9 @@ impl PgTransport {
             .acquire_timeout(config.connect_timeout)
             .connect(config.url.expose())
             .await
-            .map_err(|source| Error::Connect {
+            .map_err(|cause| Error::Connect {
                 url: config.url.redacted(),
-                source,
+                cause,
             })?;
         Self::with_pool(pool, config).await
     }

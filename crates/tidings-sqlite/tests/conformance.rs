@@ -54,7 +54,9 @@ conformance_suite!(Sqlite::new());
 /// Not a case of the suite (the in-memory transport cannot count): the backlog rule.
 #[tokio::test]
 async fn backlog_counts_what_waits() {
-    let transport = Harness::transport(&Sqlite::new()).await;
+    // Kept to the end: its temporary directory holds the store's file.
+    let harness = Sqlite::new();
+    let transport = Harness::transport(&harness).await;
     tidings_testkit::within(
         tidings_testkit::conformance::CASE_LIMIT,
         "the backlog rule",

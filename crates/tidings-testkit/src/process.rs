@@ -188,6 +188,11 @@ impl Lines {
         self.0.recv_timeout(limit).ok()
     }
 
+    /// The lines printed so far and not yet read, without waiting: for a failure's message.
+    pub fn drain(&self) -> Vec<String> {
+        self.0.try_iter().collect()
+    }
+
     /// Reads lines until one satisfies `wanted`, returning it.
     ///
     /// # Panics

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::registry::Registry;
+use crate::registry::{EventType, Registration, Registry, Role};
 use crate::worker::Worker;
 use crate::{
     DeadLetterQueue, Error, Event, Handler, HandlingContext, Observer, Result, SubscriptionBuilder,
@@ -191,15 +191,39 @@ impl Bus {
     /// Registers an event type: checks its name against the naming convention. Subscribing
     /// and publishing register types on their own; call this to fail early at start-up.
     pub fn register<T: DomainEvent>(&self) -> Result<()> {
-        self.register_type(T::NAME, T::VERSION)
+        self.register_as(Registration::of::<T>(), Role::Declared)
     }
 
-    pub(crate) fn register_type(&self, name: &'static str, version: u32) -> Result<()> {
-        Ok(self.inner.registry.register(name, version)?)
+    pub(crate) fn register_as(&self, registration: Registration, role: Role) -> Result<()> {
+        Ok(self.inner.registry.register(registration, role)?)
     }
 
-    /// Event types registered so far, with their versions.
-    pub fn registered_types(&self) -> Vec<(&'static str, u32)> {
+    /// The event types this bus knows so far, sorted by name and version: each with its
+    /// JSON Schema, and whether the bus published it or handles it.
+    ///
+    /// ```
+    /// use serde::{Deserialize, Serialize};
+    /// use tidings::{Bus, DomainEvent};
+    ///
+    /// #[derive(Serialize, Deserialize, DomainEvent)]
+    /// #[event(name = "order.created", version = 2)]
+    /// struct OrderCreated {
+    ///     order_id: String,
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> tidings::Result<()> {
+    /// let bus = Bus::builder(tidings::memory::MemoryTransport::new()).build()?;
+    /// bus.publish(&OrderCreated { order_id: "o-1".into() }).await?;
+    /// let types = bus.event_types();
+    /// assert_eq!((types[0].name, types[0].version), ("order.created", 2));
+    /// assert!(types[0].published && !types[0].consumed);
+    /// let schema = types[0].schema.as_ref().unwrap().as_value();
+    /// assert_eq!(schema["required"][0], "order_id");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn event_types(&self) -> Vec<EventType> {
         self.inner.registry.types()
     }
 
@@ -207,7 +231,7 @@ impl Bus {
     /// name, version, category and subject, and, inside a handler, the causation and
     /// correlation of the event being handled.
     pub fn envelope<T: DomainEvent>(&self, event: &T) -> Result<Envelope> {
-        self.register::<T>()?;
+        self.register_as(Registration::of::<T>(), Role::Published)?;
         let data = Data::json(event).map_err(|source| Error::Serialize {
             ty: T::NAME,
             source,

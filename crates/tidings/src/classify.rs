@@ -5,6 +5,7 @@ use std::any::Any;
 use std::time::Duration;
 
 use tidings_core::dead_letter::{DeadLetter, Reason, ReasonKind};
+use tidings_core::event::VersionError;
 use tidings_core::outcome::{Failure, HandlerError};
 
 /// What should happen to a delivery, as decided by the handler and the middleware.
@@ -102,9 +103,15 @@ pub(crate) fn timeout(limit: Duration) -> Disposition {
     }
 }
 
-/// Data that does not fit the handler's type: permanent, retrying cannot fix it.
-pub(crate) fn schema_violation(error: impl std::fmt::Display) -> Disposition {
-    Disposition::Reject(Reason::new(ReasonKind::SchemaViolation, error.to_string()))
+/// Data the handler's type cannot read: permanent, retrying cannot fix it. A version it does
+/// not read is an unsupported version; anything else a schema violation.
+pub(crate) fn undecodable_data(error: &VersionError) -> Disposition {
+    let kind = if error.is_unsupported_version() {
+        ReasonKind::UnsupportedVersion
+    } else {
+        ReasonKind::SchemaViolation
+    };
+    Disposition::Reject(Reason::new(kind, error.to_string()))
 }
 
 #[cfg(test)]

@@ -84,6 +84,7 @@ mod observer;
 mod registry;
 mod route;
 mod subscription;
+mod task;
 pub mod trace;
 mod worker;
 
@@ -96,12 +97,14 @@ pub use event::Event;
 pub use handler::Handler;
 pub use middleware::Handling;
 pub use observer::Observer;
+pub use registry::EventType;
 pub use subscription::{SubscriptionBuilder, SubscriptionHandle};
+pub use task::{Task, TaskFailed};
 
 pub use tidings_core::outcome::{Failure, HandlerError};
 pub use tidings_core::{
-    DomainEvent, broker_url, codec, dead_letter, envelope, inbox, memory, naming, outbox, outcome,
-    retry, transport,
+    DomainEvent, UpcastError, Upcaster, VersionError, broker_url, codec, dead_letter, envelope,
+    inbox, memory, naming, outbox, outcome, retry, schemars, transport,
 };
 pub use tidings_macros::DomainEvent;
 

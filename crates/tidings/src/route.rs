@@ -22,8 +22,10 @@ pub(crate) struct Route {
     pub(crate) service: BoxCloneSyncService<Handling, Disposition, Infallible>,
 }
 
-/// Decodes the data into `T` and calls a typed handler. Data that does not fit `T` is a
-/// schema violation: dead-lettered at once, with the path of the offending field.
+/// Decodes the data into `T`, upcast from the version it was written in, and calls a typed
+/// handler. Data that does not fit `T` is a schema violation, and a version `T` cannot read
+/// (newer, or older with no upcaster) an unsupported version: both are dead-lettered at once,
+/// with the path of the offending field or the versions.
 pub(crate) struct Typed<T, H> {
     handler: H,
     _event: PhantomData<fn() -> T>,
@@ -57,13 +59,13 @@ impl<T: DomainEvent, H: Handler<Event<T>>> Service<Handling> for Typed<T, H> {
     }
 
     fn call(&mut self, req: Handling) -> HandlingFuture {
-        match req.envelope.data_as::<T>() {
+        match tidings_core::event::decode::<T>(&req.envelope) {
             Ok(data) => self
                 .handler
                 .call(Event::new(data, req.envelope))
                 .map(|result| Ok(classify::result(result)))
                 .boxed(),
-            Err(error) => Box::pin(std::future::ready(Ok(classify::schema_violation(error)))),
+            Err(error) => Box::pin(std::future::ready(Ok(classify::undecodable_data(&error)))),
         }
     }
 }

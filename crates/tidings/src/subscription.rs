@@ -16,6 +16,7 @@ use crate::middleware::{
     CatchPanicLayer, CorrelationLayer, DeadLetterLayer, DedupeLayer, Handling, RetryLayer,
     TimeoutLayer, TracingLayer,
 };
+use crate::registry::{Registration, Role};
 use crate::route::{Raw, Route, Typed};
 use crate::worker::Worker;
 use crate::{Bus, Disposition, Error, Event, Handler, Result};
@@ -53,7 +54,7 @@ pub struct SubscriptionBuilder {
     bus: Bus,
     name: String,
     routes: Vec<Route>,
-    registrations: Vec<(&'static str, u32)>,
+    registrations: Vec<Registration>,
     error: Option<Error>,
     retry: RetryPolicy,
     timeout: Duration,
@@ -87,7 +88,7 @@ impl SubscriptionBuilder {
     {
         match Pattern::exact(T::NAME) {
             Ok(pattern) => {
-                self.registrations.push((T::NAME, T::VERSION));
+                self.registrations.push(Registration::of::<T>());
                 self.routes
                     .push(self.route(T::NAME, pattern, Typed::<T, H>::new(handler)));
             }
@@ -172,8 +173,8 @@ impl SubscriptionBuilder {
         if self.routes.is_empty() {
             return Err(Error::NoHandler(self.name));
         }
-        for (name, version) in &self.registrations {
-            self.bus.register_type(name, *version)?;
+        for registration in &self.registrations {
+            self.bus.register_as(*registration, Role::Consumed)?;
         }
         let inbox = self.bus.inbox().filter(|_| self.dedupe);
         let mut matcher = Matcher::new();

@@ -37,6 +37,22 @@ fn order(id: &str) -> OrderCreated {
     }
 }
 
+/// Subscribes `name` to `pattern` and records every envelope it gets.
+async fn record(bus: &Bus, name: &str, pattern: &str) -> Arc<Probe<Envelope>> {
+    let probe = Probe::new();
+    let seen = probe.clone();
+    bus.subscribe_pattern(name, pattern, move |e: Arc<Envelope>| {
+        let seen = seen.clone();
+        async move {
+            seen.push((*e).clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    probe
+}
+
 fn bus() -> Bus {
     Bus::builder(MemoryTransport::new())
         .source("oms-service")
@@ -52,17 +68,7 @@ fn bus() -> Bus {
 #[tokio::test(start_paused = true)]
 async fn published_envelopes_carry_type_version_subject_and_source() {
     let bus = bus();
-    let probe = Probe::new();
-    let seen = probe.clone();
-    bus.subscribe_pattern("audit", "#", move |e: Arc<Envelope>| {
-        let seen = seen.clone();
-        async move {
-            seen.push((*e).clone());
-            Ok(())
-        }
-    })
-    .await
-    .unwrap();
+    let probe = record(&bus, "audit", "#").await;
     bus.publish(&order("o-1")).await.unwrap();
     let got = probe.wait_for(1, WAIT).await;
     let e = &got[0];
@@ -200,7 +206,7 @@ async fn naming_convention_violations_are_refused_at_registration() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Naming(_)), "{err}");
-    assert!(bus.registered_types().is_empty());
+    assert!(bus.event_types().is_empty());
 
     assert!(
         Bus::builder(MemoryTransport::new())
@@ -408,5 +414,258 @@ async fn bulk_replay_is_rate_limited_and_replays_a_snapshot() {
         started.elapsed()
     );
     seen.wait_for(20, WAIT).await;
+    bus.shutdown().await.unwrap();
+}
+
+/// The registry: each type the bus published or handles, with its version and its schema,
+/// and in which role; a type only declared is in neither role.
+#[tokio::test(start_paused = true)]
+async fn the_bus_keeps_the_types_it_publishes_and_consumes_with_versions_and_schemas() {
+    #[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+    #[event(name = "order.cancelled", version = 3)]
+    struct OrderCancelled {
+        order_id: String,
+    }
+
+    let bus = bus();
+    bus.register::<OrderCancelled>().unwrap();
+    let handled = bus
+        .subscribe::<OrderCreated, _>("notification", |_: Event<OrderCreated>| async { Ok(()) })
+        .await
+        .unwrap();
+    bus.publish(&order("o-1")).await.unwrap();
+    bus.publish(&SendEmail {
+        order_id: "o-1".into(),
+    })
+    .await
+    .unwrap();
+    let types = bus.event_types();
+    let summary: Vec<_> = types
+        .iter()
+        .map(|t| (t.name, t.version, t.published, t.consumed))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("notification.email", 2, true, false),
+            ("order.cancelled", 3, false, false),
+            ("order.created", 1, true, true),
+        ]
+    );
+    let schema = types[2].schema.as_ref().expect("a schema").as_value();
+    assert_eq!(schema["title"], "OrderCreated");
+    assert_eq!(schema["properties"]["total"]["type"], "number", "{schema}");
+    handled.stop().await;
+}
+
+/// Version 3 of an order's placement: `total_cents` (v2 had `total` in euros) and
+/// `currency` (v1 had none).
+#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+#[event(
+    name = "order.placed",
+    version = 3,
+    upcasters(placed_v1_to_v2, placed_v2_to_v3)
+)]
+struct OrderPlaced {
+    order_id: String,
+    total_cents: u64,
+    currency: String,
+}
+
+/// v1 → v2: the currency, which v1 producers never sent, was always euros.
+fn placed_v1_to_v2(mut data: serde_json::Value) -> Result<serde_json::Value, tidings::UpcastError> {
+    data["currency"] = "EUR".into();
+    Ok(data)
+}
+
+/// v2 → v3: euros to cents.
+fn placed_v2_to_v3(mut data: serde_json::Value) -> Result<serde_json::Value, tidings::UpcastError> {
+    let euros = data["total"]
+        .as_f64()
+        .ok_or_else(|| tidings::UpcastError::new("v2 data without a numeric `total`"))?;
+    data["total_cents"] = ((euros * 100.0).round() as u64).into();
+    Ok(data)
+}
+
+/// The wire form of an `order.placed` of `version`, as another service published it.
+fn placed(id: &str, version: &str, data: serde_json::Value) -> Envelope {
+    Envelope::new("legacy-shop", "order.placed")
+        .with_id(id)
+        .with_data_version(version)
+        .with_json_data(&data)
+        .unwrap()
+}
+
+/// Upcasting: v1 and v2 events reach the v3 handler converted, one step per version; a v4
+/// event, an event whose upcaster fails and one with a malformed `dataversion` are
+/// dead-lettered once, each with its reason, and never reach the handler.
+#[tokio::test(start_paused = true)]
+async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lettered() {
+    use tidings::dead_letter::ReasonKind;
+
+    let bus = bus();
+    let handled = Probe::new();
+    let seen = handled.clone();
+    bus.subscribe::<OrderPlaced, _>("billing", move |e: Event<OrderPlaced>| {
+        let seen = seen.clone();
+        async move {
+            seen.push((e.order_id.clone(), e.total_cents, e.currency.clone()));
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    for envelope in [
+        placed(
+            "v1",
+            "1",
+            serde_json::json!({"order_id": "o-1", "total": 12.5}),
+        ),
+        placed(
+            "v2",
+            "2",
+            serde_json::json!({"order_id": "o-2", "total": 3.0, "currency": "USD"}),
+        ),
+        placed(
+            "v3",
+            "3",
+            serde_json::json!({"order_id": "o-3", "total_cents": 700, "currency": "GBP"}),
+        ),
+        placed("v4", "4", serde_json::json!({"order_id": "o-4"})),
+        placed("bad-v1", "1", serde_json::json!({"order_id": "o-5"})),
+        placed("bad-version", "two", serde_json::json!({"order_id": "o-6"})),
+    ] {
+        bus.publish_envelope(envelope).await.unwrap();
+    }
+    handled.wait_for(3, WAIT).await;
+    let mut seen = handled.items();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("o-1".to_owned(), 1250, "EUR".to_owned()),
+            ("o-2".to_owned(), 300, "USD".to_owned()),
+            ("o-3".to_owned(), 700, "GBP".to_owned()),
+        ]
+    );
+    let dlq = bus.dead_letters();
+    let letters = loop {
+        let letters = dlq.list("billing", Default::default()).await.unwrap();
+        if letters.len() == 3 {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let reason = |id: &str| {
+        let letter = letters
+            .iter()
+            .find(|l| l.envelope().is_some_and(|e| e.id == id))
+            .unwrap_or_else(|| panic!("{id} dead-lettered"));
+        assert_eq!(letter.attempts, 1, "never retried");
+        (letter.reason.kind, letter.reason.message.clone())
+    };
+    assert_eq!(
+        reason("v4"),
+        (
+            ReasonKind::UnsupportedVersion,
+            "order.placed version 4 is newer than this consumer reads (up to 3)".to_owned()
+        )
+    );
+    let (kind, message) = reason("bad-v1");
+    assert_eq!(kind, ReasonKind::SchemaViolation);
+    assert_eq!(
+        message,
+        "upcasting order.placed from version 2: v2 data without a numeric `total`"
+    );
+    let (kind, message) = reason("bad-version");
+    assert_eq!(kind, ReasonKind::UnsupportedVersion);
+    assert!(message.contains("`two`"), "{message}");
+    assert_eq!(
+        handled.items().len(),
+        3,
+        "nothing unreadable reached the handler"
+    );
+    bus.shutdown().await.unwrap();
+}
+
+/// Outcome events: work run inside a handler announces `<name>.succeeded` with its output,
+/// caused by the handled event and in its correlation; work run outside a handler with
+/// `caused_by` announces `<name>.failed` with the error, caused by the given event. The
+/// caller gets the work's own result either way.
+#[tokio::test(start_paused = true)]
+async fn a_task_publishes_its_outcome_with_causation_and_correlation() {
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Invoice {
+        number: String,
+        total_cents: u64,
+    }
+
+    let bus = bus();
+    let outcomes = record(&bus, "outcomes", "invoice.generation.*").await;
+    let worker = bus.clone();
+    bus.subscribe::<OrderCreated, _>("invoicing", move |e: Event<OrderCreated>| {
+        let bus = worker.clone();
+        async move {
+            let invoice = bus
+                .task("invoice.generation")
+                .subject(e.order_id.clone())
+                .run(async {
+                    Ok::<_, std::io::Error>(Invoice {
+                        number: format!("INV-{}", e.order_id),
+                        total_cents: (e.total * 100.0) as u64,
+                    })
+                })
+                .await
+                .map_err(HandlerError::retry)?;
+            assert_eq!(invoice.unwrap().number, "INV-o-7");
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let order = bus
+        .envelope(&order("o-7"))
+        .unwrap()
+        .with_correlation_id("checkout-42");
+    bus.publish_envelope(order.clone()).await.unwrap();
+    outcomes.wait_for(1, WAIT).await;
+    let succeeded = outcomes.items().remove(0);
+    assert_eq!(succeeded.ty, "invoice.generation.succeeded");
+    assert_eq!(
+        succeeded.extensions.causationid.as_deref(),
+        Some(&*order.id)
+    );
+    assert_eq!(
+        succeeded.extensions.correlationid.as_deref(),
+        Some("checkout-42")
+    );
+    assert_eq!(succeeded.subject.as_deref(), Some("o-7"));
+    assert_eq!(
+        succeeded.data_as::<Invoice>().unwrap(),
+        Invoice {
+            number: "INV-o-7".into(),
+            total_cents: 100_000,
+        }
+    );
+
+    let failed = bus
+        .task("invoice.generation")
+        .caused_by(&order)
+        .run(async { Err::<Invoice, _>("the tax service is down") })
+        .await
+        .unwrap();
+    assert_eq!(failed.unwrap_err(), "the tax service is down");
+    outcomes.wait_for(2, WAIT).await;
+    let failure = outcomes.items().remove(1);
+    assert_eq!(failure.ty, "invoice.generation.failed");
+    assert_eq!(failure.extensions.causationid.as_deref(), Some(&*order.id));
+    assert_eq!(
+        failure.extensions.correlationid.as_deref(),
+        Some("checkout-42")
+    );
+    assert_eq!(
+        failure.data_as::<tidings::TaskFailed>().unwrap().error,
+        "the tax service is down"
+    );
     bus.shutdown().await.unwrap();
 }

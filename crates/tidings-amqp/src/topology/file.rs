@@ -102,6 +102,7 @@ impl ServiceSubscription {
             delivery_limit: self.delivery_limit,
             message_ttl: self.message_ttl,
             dead_letter_ttl: self.dead_letter_ttl,
+            expires: None,
         }
     }
 }

@@ -261,6 +261,8 @@ pub(crate) struct QueueSettings {
     pub(crate) message_ttl: Option<Duration>,
     /// `x-message-ttl` of the dead-letter queue.
     pub(crate) dead_letter_ttl: Option<Duration>,
+    /// `x-expires` of both queues (a temporary subscription).
+    pub(crate) expires: Option<Duration>,
 }
 
 /// Everything subscription `name` to `patterns` needs on the broker, in declaration order.
@@ -301,7 +303,7 @@ pub(crate) fn subscription(
     if let Some(ttl) = settings.dead_letter_ttl.or(config.dead_letter_ttl) {
         dlq.insert("x-message-ttl".to_owned(), Argument::Integer(ms(ttl)));
     }
-    if let Some(expires) = config.queue_expires {
+    if let Some(expires) = settings.expires.or(config.queue_expires) {
         dlq.insert("x-expires".to_owned(), Argument::Integer(ms(expires)));
     }
     out.push(Declaration::Queue {
@@ -326,7 +328,7 @@ pub(crate) fn subscription(
     if let Some(ttl) = settings.message_ttl {
         work.insert("x-message-ttl".to_owned(), Argument::Integer(ms(ttl)));
     }
-    if let Some(expires) = config.queue_expires {
+    if let Some(expires) = settings.expires.or(config.queue_expires) {
         work.insert("x-expires".to_owned(), Argument::Integer(ms(expires)));
     }
     out.push(Declaration::Queue {

@@ -2,7 +2,7 @@
 //!
 //! Starts on the embedded SQLite store with no configuration, or on the transport a URL
 //! names (`--url`, else `TIDINGS_URL`): `sqlite://PATH`, `postgres://`, `amqp://`/`amqps://`,
-//! `nats://`/`tls://`, `redis://`/`rediss://`. Serves the HTTP gateway ([`gateway`]) and the
+//! `nats://`/`tls://`, `redis://`/`rediss://`, `aws://` (with the `aws` feature). Serves the HTTP gateway ([`gateway`]) and the
 //! dead-letter API ([`dead_letters`]), guarded by API tokens ([`auth`]), and runs the
 //! webhook subscriptions of the configuration ([`webhook`]), until SIGTERM or SIGINT; then
 //! it stops taking requests, lets the ones in flight finish (their publishes confirmed)
@@ -31,7 +31,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TIDINGS_CONFIG")]
     config: Option<PathBuf>,
     /// The transport: `sqlite://PATH`, `postgres://...`, `amqp://...`, `nats://...`,
-    /// `redis://...`. Default: the embedded store at `--store`.
+    /// `redis://...`, `aws://...` (with the `aws` feature). Default: the embedded store at
+    /// `--store`.
     #[arg(long, env = "TIDINGS_URL")]
     url: Option<String>,
     /// The embedded store's file, when no URL is given (default `tidings.db`).

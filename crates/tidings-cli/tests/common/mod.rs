@@ -13,6 +13,24 @@ use tidings_testkit::process::{Guarded, Lines};
 /// How long the server may take to exit after SIGTERM (its shutdown deadline is 10 s).
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
+/// Runs `tidings args...` to its end (at most a minute).
+pub fn tidings(args: &[&str]) -> std::process::Output {
+    tidings_testkit::process::output(
+        Command::new(env!("CARGO_BIN_EXE_tidings")).args(args),
+        Duration::from_secs(60),
+    )
+}
+
+/// What a run printed, standard output then standard error: for assertions and their
+/// messages.
+pub fn text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// An HTTP client whose requests fail after 10 s instead of waiting for ever.
 pub fn http() -> reqwest::Client {
     // The CLI builds reqwest's rustls without a provider: tests install ring, as it does.
@@ -75,6 +93,22 @@ impl Served {
     /// The URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The body of `GET path`, which must answer 2xx.
+    pub async fn get_text(&self, http: &reqwest::Client, path: &str) -> String {
+        let answer = http.get(self.url(path)).send().await.expect("GET");
+        assert!(
+            answer.status().is_success(),
+            "GET {path}: {}",
+            answer.status()
+        );
+        answer.text().await.expect("body")
+    }
+
+    /// The JSON body of `GET path`, which must answer 2xx.
+    pub async fn get_json(&self, http: &reqwest::Client, path: &str) -> Value {
+        serde_json::from_str(&self.get_text(http, path).await).expect("JSON")
     }
 
     /// `POST /v1/events` of `event` in structured mode, ready to send (or to add a token).
@@ -150,4 +184,142 @@ impl Receiver {
     pub fn of(&self, id: &str) -> Vec<&Value> {
         self.seen.iter().filter(|r| r["id"] == id).collect()
     }
+}
+
+/// A running `tidings tail`, once it has subscribed: its output and its subscription's name.
+pub struct Tail {
+    pub child: Guarded,
+    pub stdout: Lines,
+    /// Read all along: a pipe left unread would fail the tail's next log line.
+    pub stderr: Lines,
+    pub subscription: String,
+}
+
+impl Tail {
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Guarded::spawn(
+            Command::new(env!("CARGO_BIN_EXE_tidings"))
+                .arg("tail")
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let stdout = Lines::read(child.0.stdout.take().expect("stdout"));
+        let stderr = Lines::read(child.0.stderr.take().expect("stderr"));
+        let banner = stderr.find(Duration::from_secs(30), "the `tailing` banner", |l| {
+            l.starts_with("tailing ")
+        });
+        let subscription = banner
+            .split(" as subscription ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the banner names the subscription")
+            .to_owned();
+        Self {
+            child,
+            stdout,
+            stderr,
+            subscription,
+        }
+    }
+
+    /// Waits (30 s at most) for the line printed about the event with id `id`.
+    ///
+    /// # Panics
+    ///
+    /// When it is not printed in time, with what the tail wrote on standard error.
+    pub fn event(&self, id: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let wanted = format!("id={id}");
+        while let Some(line) = self
+            .stdout
+            .next_within(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            if line.contains(&wanted) {
+                return line;
+            }
+        }
+        panic!(
+            "the tail printed no event {id} within 30 s; its standard error:\n{}",
+            self.stderr.drain().join("\n")
+        )
+    }
+}
+
+/// Three events for a webhook whose endpoint refuses connections, on the transport that
+/// `transport` (a line of the configuration file) names: each is tried once and waits for
+/// its retry, and the backlog shows the three, with the oldest's age where the transport
+/// knows it (`oldest_age`).
+pub async fn stuck_webhook_shows_its_backlog(transport: &str, oldest_age: bool) {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tidings.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+{transport}
+[serve]
+listen = "127.0.0.1:0"
+[[serve.webhooks]]
+name = "stuck"
+patterns = ["order.*"]
+url = "http://127.0.0.1:{port}/events"
+secret = "s3cret"
+backoff = "10m"
+"#
+        ),
+    )
+    .unwrap();
+    let served = Served::start_with(&["--config", config.to_str().unwrap()]);
+    let http = http();
+    for i in 0..3 {
+        let event = serde_json::json!({
+            "specversion": "1.0", "id": format!("stuck-{i}"), "source": "s",
+            "type": "order.created",
+        });
+        let answer = served.post_event(&http, &event).send().await.unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    // Each is tried once (connection refused) and waits for its retry in ten minutes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stuck = loop {
+        let stats = served.get_json(&http, "/v1/stats").await;
+        let stuck = stats["subscriptions"][0].clone();
+        if stuck["retried"] == 3 {
+            break stuck;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three retries: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stuck["backlog"]["depth"], 3, "{stuck}");
+    if oldest_age {
+        assert!(
+            stuck["backlog"]["oldest_age_s"].as_f64().unwrap() >= 0.0,
+            "{stuck}"
+        );
+    }
+    assert!(
+        stuck["last_failure"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "the failure names the endpoint: {stuck}"
+    );
+    let text = served.get_text(&http, "/metrics").await;
+    assert!(
+        text.contains(r#"tidings_queue_depth{subscription="stuck"} 3"#),
+        "{text}"
+    );
+    assert_eq!(
+        text.contains(r#"tidings_queue_oldest_age_seconds{subscription="stuck"}"#),
+        oldest_age,
+        "{text}"
+    );
+    assert_eq!(served.terminate(), Some(0));
 }

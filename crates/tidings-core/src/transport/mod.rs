@@ -67,6 +67,9 @@ pub struct SubscriptionSpec {
     pub patterns: Vec<Pattern>,
     /// Unsettled deliveries this stream may hold at once.
     pub prefetch: usize,
+    /// Set for a temporary subscription: how long it may go unread before the broker
+    /// removes it ([`SubscriptionSpec::expire_when_idle`]).
+    pub idle_expiry: Option<Duration>,
 }
 
 impl SubscriptionSpec {
@@ -76,7 +79,20 @@ impl SubscriptionSpec {
             name: name.into(),
             patterns: patterns.into_iter().collect(),
             prefetch: 32,
+            idle_expiry: None,
         }
+    }
+
+    /// Makes it temporary: the broker removes it (its queues, or its consumer) once no
+    /// stream has read it for `after`, so that a consumer killed before it could call
+    /// [`Transport::remove_subscription`] leaves nothing behind. For `tidings tail`.
+    ///
+    /// RabbitMQ (the queues' `x-expires`; a live stream keeps its dead-letter queue, which
+    /// has no consumer, declared) and NATS (the consumer's `inactive_threshold`) honour it.
+    /// The other transports keep the subscription until it is removed.
+    pub fn expire_when_idle(mut self, after: Duration) -> Self {
+        self.idle_expiry = Some(after);
+        self
     }
 
     /// Sets the prefetch (at least 1).

@@ -354,8 +354,10 @@ pub async fn undecodable_bytes_dead_lettered_once(harness: &impl Harness) {
 }
 
 /// [`Transport::backlog`]: three events nobody consumed are a backlog of three, and none is
-/// left once they are handled and acked. For the transports that can count (the others
-/// answer `None`, which this reports as not applicable).
+/// left once they are handled and acked. Where the transport tells the oldest's age, it is
+/// the first event's: no more than the time since it was published, growing while it
+/// waits, and gone with the backlog. For the transports that can count (the others answer
+/// `None`, which this reports as not applicable).
 pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
     let ns = Namespace::new();
     let spec = spec(&ns, "backlog", &["order.*"]);
@@ -365,6 +367,7 @@ pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
         eprintln!("not applicable: {} cannot count", transport.name());
         return;
     }
+    let published = std::time::Instant::now();
     for seq in 0..3 {
         transport
             .publish(&envelope(&ns, "order.created", seq))
@@ -387,6 +390,28 @@ pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let age = || async {
+        transport
+            .backlog(&name)
+            .await
+            .expect("backlog")
+            .and_then(|b| b.oldest_age)
+    };
+    if let Some(first) = age().await {
+        // Stores keep times to the millisecond or the second: a second of slack.
+        let slack = Duration::from_secs(1);
+        assert!(
+            first <= published.elapsed() + slack,
+            "the oldest waited {first:?}, published {:?} ago",
+            published.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let later = age().await.expect("still waiting, its age still known");
+        assert!(
+            later >= first + Duration::from_millis(500),
+            "the age grows while it waits: {first:?}, then {later:?}"
+        );
+    }
     let mut stream = transport.subscribe(&spec).await.expect("subscribe");
     for _ in 0..3 {
         recv(&mut stream, WAIT)
@@ -404,6 +429,7 @@ pub async fn backlog_counts_what_waits(transport: Arc<dyn Transport>) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(age().await, None, "no age once nothing waits");
 }
 
 /// [`Transport::remove_subscription`]: a removed subscription keeps nothing. What waited in
