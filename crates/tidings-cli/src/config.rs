@@ -2,7 +2,8 @@
 //! do not set.
 //!
 //! Precedence, highest first: a flag, its environment variable (`TIDINGS_URL`,
-//! `TIDINGS_STORE`, `TIDINGS_LISTEN`, `TIDINGS_MAX_BODY`, `TIDINGS_SHUTDOWN_DEADLINE`), the
+//! `TIDINGS_STORE`, `TIDINGS_LISTEN`, `TIDINGS_MAX_BODY`, `TIDINGS_SHUTDOWN_DEADLINE`,
+//! `TIDINGS_SCHEMAS`), the
 //! file, the default. The file is `--config PATH`, else `TIDINGS_CONFIG`, else
 //! `tidings.toml` in the working directory when there is one.
 //!
@@ -14,6 +15,7 @@
 //! listen = "0.0.0.0:7878"
 //! max_body = 1048576
 //! shutdown_deadline = "10s"
+//! schemas = "schemas"              # hold events to <type>/v<version>.schema.json
 //!
 //! # API tokens. With none, the gateway is open to anyone who can reach it.
 //! [[serve.tokens]]
@@ -74,6 +76,8 @@ pub(crate) struct ServeSection {
     pub(crate) max_body: Option<usize>,
     #[serde(default, deserialize_with = "duration")]
     pub(crate) shutdown_deadline: Option<Duration>,
+    /// A schema directory events are held to.
+    pub(crate) schemas: Option<PathBuf>,
     /// `[[serve.tokens]]`.
     #[serde(default)]
     pub(crate) tokens: Vec<TokenSection>,

@@ -4,6 +4,7 @@ mod config;
 mod demo;
 mod dlq;
 mod publish;
+mod schema;
 mod serve;
 mod tail;
 mod telemetry;
@@ -40,6 +41,10 @@ enum Command {
     /// Publishes one event (data from a file or standard input) and waits for the
     /// transport's confirm.
     Publish(publish::PublishArgs),
+    /// Checks schema directories against a committed snapshot (breaking changes exit 1), or
+    /// exports the AsyncAPI document of `tidings serve`.
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
     /// Runs the bus as a service: the HTTP gateway on the embedded store, or on the
     /// transport `--url` (or `TIDINGS_URL`) names. Stops cleanly on SIGTERM or SIGINT.
     Serve(serve::ServeArgs),
@@ -114,6 +119,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(publish::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Schema(command) => schema::run(command),
         Command::Serve(args) => {
             runtime()?.block_on(serve::run(args))?;
             Ok(ExitCode::SUCCESS)

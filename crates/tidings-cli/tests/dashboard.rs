@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Receiver, Served, http};
+use common::{Receiver, Served, http, webhook_config};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tidings_testkit::process::{Guarded, free_port, wait_for_port};
@@ -117,27 +117,13 @@ async fn the_dashboard_shows_live_numbers_and_replays_a_dead_letter_by_click() {
     let secret = "whsec_ZGFzaGJvYXJkLXRlc3Qtc2VjcmV0";
     let mut receiver = Receiver::start(&python, secret);
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("tidings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-store = "{store}"
-[serve]
-listen = "127.0.0.1:0"
-[[serve.webhooks]]
-name = "notify"
-patterns = ["order.*"]
-url = "http://127.0.0.1:{port}/events"
-secret = "{secret}"
-max_attempts = 2
-backoff = "50ms"
-"#,
-            store = dir.path().join("tidings.db").display(),
-            port = receiver.port,
-        ),
-    )
-    .expect("config");
+    let config = webhook_config(
+        dir.path(),
+        receiver.port,
+        secret,
+        "",
+        "max_attempts = 2\nbackoff = \"50ms\"",
+    );
     let served = Served::start_with(&["--config", config.to_str().expect("utf-8")]);
     let browser = Browser::start(&driver).await;
     browser

@@ -11,7 +11,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Receiver, Served, http};
+use common::{Receiver, Served, http, webhook_config};
 use serde_json::{Value, json};
 use tidings_testkit::process::{Guarded, Lines};
 
@@ -44,25 +44,7 @@ async fn the_spans_of_an_event_join_the_callers_trace() {
     let secret = "whsec_b3RlbC10ZXN0LXNlY3JldA";
     let mut endpoint = Receiver::start(&python, secret);
     let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("tidings.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-store = "{store}"
-[serve]
-listen = "127.0.0.1:0"
-[[serve.webhooks]]
-name = "notify"
-patterns = ["order.*"]
-url = "http://127.0.0.1:{port}/events"
-secret = "{secret}"
-"#,
-            store = dir.path().join("tidings.db").display(),
-            port = endpoint.port,
-        ),
-    )
-    .unwrap();
+    let config = webhook_config(dir.path(), endpoint.port, secret, "", "");
     let served = Served::start_with_env(
         &["--config", config.to_str().unwrap()],
         &[

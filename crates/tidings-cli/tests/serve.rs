@@ -118,10 +118,8 @@ async fn events_posted_in_either_content_mode_or_in_a_batch_reach_the_subscripti
             })
         })
         .collect();
-    let answer = http
-        .post(served.url("/v1/events:batch"))
-        .header("content-type", "application/cloudevents-batch+json")
-        .json(&batch)
+    let answer = served
+        .post_batch(&http, &serde_json::Value::from(batch))
         .send()
         .await
         .expect("post");

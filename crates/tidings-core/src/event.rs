@@ -142,7 +142,7 @@ impl VersionError {
 /// The major number of a `dataversion`: `2`, `v2`, `2.0` and `2.1` are all version 2 (what
 /// producers outside tidings write, such as the legacy envelope's `metadata.version: "1.0"`).
 /// `None` for anything else, and for 0.
-fn major_version(text: &str) -> Option<u32> {
+pub fn major_version(text: &str) -> Option<u32> {
     let text = text.trim();
     let text = text.strip_prefix(['v', 'V']).unwrap_or(text);
     let (major, rest) = text.split_once('.').unwrap_or((text, "0"));

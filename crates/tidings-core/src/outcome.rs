@@ -23,6 +23,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::dead_letter::ReasonKind;
+
 /// Boxed error, as carried inside [`HandlerError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -41,6 +43,8 @@ pub enum Failure {
 /// A handler failure, classified.
 pub struct HandlerError {
     failure: Failure,
+    /// What a permanent failure is recorded as in the dead letter.
+    kind: ReasonKind,
     error: BoxError,
 }
 
@@ -49,6 +53,7 @@ impl HandlerError {
     pub fn retry(error: impl Into<BoxError>) -> Self {
         Self {
             failure: Failure::Transient { after: None },
+            kind: ReasonKind::RetriesExhausted,
             error: error.into(),
         }
     }
@@ -57,6 +62,7 @@ impl HandlerError {
     pub fn retry_after(delay: Duration, error: impl Into<BoxError>) -> Self {
         Self {
             failure: Failure::Transient { after: Some(delay) },
+            kind: ReasonKind::RetriesExhausted,
             error: error.into(),
         }
     }
@@ -65,6 +71,34 @@ impl HandlerError {
     pub fn reject(error: impl Into<BoxError>) -> Self {
         Self {
             failure: Failure::Permanent,
+            kind: ReasonKind::Rejected,
+            error: error.into(),
+        }
+    }
+
+    /// The event breaks its contract (a field missing or of the wrong type, a value out of
+    /// range): a permanent failure, dead-lettered as a
+    /// [schema violation](ReasonKind::SchemaViolation). Say which field in `error`.
+    ///
+    /// ```
+    /// use tidings_core::dead_letter::ReasonKind;
+    /// use tidings_core::outcome::{Failure, HandlerError};
+    ///
+    /// let error = HandlerError::invalid("`/items/0/quantity`: -1 is less than the minimum of 1");
+    /// assert_eq!(error.failure(), Failure::Permanent);
+    /// assert_eq!(error.reason_kind(), ReasonKind::SchemaViolation);
+    /// ```
+    pub fn invalid(error: impl Into<BoxError>) -> Self {
+        Self::reject_with(ReasonKind::SchemaViolation, error)
+    }
+
+    /// A permanent failure recorded in the dead letter as `kind`
+    /// ([`UnsupportedVersion`](ReasonKind::UnsupportedVersion), say) rather than as a plain
+    /// rejection.
+    pub fn reject_with(kind: ReasonKind, error: impl Into<BoxError>) -> Self {
+        Self {
+            failure: Failure::Permanent,
+            kind,
             error: error.into(),
         }
     }
@@ -72,6 +106,13 @@ impl HandlerError {
     /// How the failure is to be treated.
     pub fn failure(&self) -> Failure {
         self.failure
+    }
+
+    /// What the dead letter records as its reason when the failure ends there: `Rejected`,
+    /// `SchemaViolation` ([`HandlerError::invalid`]), or `RetriesExhausted` for a transient
+    /// failure that ran out of attempts.
+    pub fn reason_kind(&self) -> ReasonKind {
+        self.kind
     }
 
     /// The underlying error.

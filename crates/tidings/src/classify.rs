@@ -75,7 +75,7 @@ pub(crate) fn result(result: Result<(), HandlerError>) -> Disposition {
                 error: error.message(),
             },
             Failure::Permanent => {
-                Disposition::Reject(Reason::new(ReasonKind::Rejected, error.message()))
+                Disposition::Reject(Reason::new(error.reason_kind(), error.message()))
             }
         },
     }

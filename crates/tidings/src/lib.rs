@@ -83,6 +83,7 @@ pub mod middleware;
 mod observer;
 mod registry;
 mod route;
+pub mod schema;
 mod subscription;
 mod task;
 pub mod trace;

@@ -496,9 +496,10 @@ fn placed(id: &str, version: &str, data: serde_json::Value) -> Envelope {
         .unwrap()
 }
 
-/// Upcasting: v1 and v2 events reach the v3 handler converted, one step per version; a v4
-/// event, an event whose upcaster fails and one with a malformed `dataversion` are
-/// dead-lettered once, each with its reason, and never reach the handler.
+/// Upcasting and validation: v1 and v2 events reach the v3 handler converted, one step per
+/// version; a v4 event, an event whose upcaster fails, one with a malformed `dataversion`
+/// and one with a field of the wrong type are dead-lettered once, each with its reason (the
+/// last with the field's path), and never reach the handler.
 #[tokio::test(start_paused = true)]
 async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lettered() {
     use tidings::dead_letter::ReasonKind;
@@ -534,6 +535,11 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
         placed("v4", "4", serde_json::json!({"order_id": "o-4"})),
         placed("bad-v1", "1", serde_json::json!({"order_id": "o-5"})),
         placed("bad-version", "two", serde_json::json!({"order_id": "o-6"})),
+        placed(
+            "bad-field",
+            "3",
+            serde_json::json!({"order_id": "o-7", "total_cents": "seven", "currency": "EUR"}),
+        ),
     ] {
         bus.publish_envelope(envelope).await.unwrap();
     }
@@ -551,7 +557,7 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
     let dlq = bus.dead_letters();
     let letters = loop {
         let letters = dlq.list("billing", Default::default()).await.unwrap();
-        if letters.len() == 3 {
+        if letters.len() == 4 {
             break letters;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -580,6 +586,12 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
     let (kind, message) = reason("bad-version");
     assert_eq!(kind, ReasonKind::UnsupportedVersion);
     assert!(message.contains("`two`"), "{message}");
+    let (kind, message) = reason("bad-field");
+    assert_eq!(kind, ReasonKind::SchemaViolation);
+    assert!(
+        message.contains("`total_cents`") && message.contains("invalid type"),
+        "the path of the offending field: {message}"
+    );
     assert_eq!(
         handled.items().len(),
         3,

@@ -25,6 +25,12 @@
 //! broker's confirm, the store's commit). Errors are JSON, `{"error": CODE, "reason": TEXT}`:
 //! `400 invalid_event`, `413 too_large`, `415 unsupported_media_type`, `422 refused`,
 //! `503 unavailable` (the transport cannot take it now: try again).
+//!
+//! With a schema directory (`[serve] schemas`, [`super::contracts`]), an event of a type it
+//! describes is published only if its data validates against the schema of its version:
+//! else `422 schema_violation`, with `path`, the JSON pointer of the offending value
+//! (`/items/1/quantity`), or `422 unsupported_version`. In a batch, one such event refuses
+//! the batch, and the reason names it (`event 3`).
 
 use std::sync::Arc;
 
@@ -42,7 +48,10 @@ use tidings::codec::{BinaryMode, Codec, STRUCTURED_CONTENT_TYPE, StructuredJson}
 use tidings::envelope::{Envelope, ExtensionValue};
 use tidings::transport::{Transport, TransportError};
 
+use tidings::dead_letter::ReasonKind;
+
 use super::auth::{Caller, Tokens};
+use super::contracts::Contracts;
 use super::stats::Stats;
 use super::{dashboard, dead_letters};
 
@@ -58,6 +67,8 @@ pub(crate) struct Gateway {
     tokens: Tokens,
     webhooks: Vec<WebhookInfo>,
     stats: Stats,
+    /// The schemas published events are held to, when `[serve] schemas` is set.
+    contracts: Option<Arc<Contracts>>,
 }
 
 /// A webhook subscription this server runs, as the API shows it.
@@ -76,6 +87,7 @@ impl Gateway {
         tokens: Tokens,
         webhooks: Vec<WebhookInfo>,
         stats: Stats,
+        contracts: Option<Arc<Contracts>>,
     ) -> Self {
         Self {
             transport,
@@ -84,7 +96,31 @@ impl Gateway {
             tokens,
             webhooks,
             stats,
+            contracts,
         }
+    }
+
+    /// Holds `envelope` to its schema: `422 schema_violation` with the offending value's
+    /// JSON pointer as `path`, or `422 unsupported_version`.
+    fn check(&self, envelope: &Envelope) -> Result<(), ApiError> {
+        let Some(contracts) = &self.contracts else {
+            return Ok(());
+        };
+        contracts.check(envelope).map_err(|violation| {
+            let code = match violation.reason_kind() {
+                ReasonKind::UnsupportedVersion => "unsupported_version",
+                _ => "schema_violation",
+            };
+            let error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                violation.to_string(),
+            );
+            match violation.pointer() {
+                Some(pointer) => error.at(pointer),
+                None => error,
+            }
+        })
     }
 
     pub(crate) fn stats(&self) -> &Stats {
@@ -142,6 +178,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     reason: String,
+    /// The JSON pointer of the offending value in the event's data, for a schema violation.
+    path: Option<String>,
 }
 
 impl ApiError {
@@ -150,7 +188,14 @@ impl ApiError {
             status,
             code,
             reason: reason.into(),
+            path: None,
         }
+    }
+
+    /// Names the offending value's JSON pointer (the body's `path`).
+    fn at(mut self, pointer: &str) -> Self {
+        self.path = Some(pointer.to_owned());
+        self
     }
 
     fn invalid(reason: impl Into<String>) -> Self {
@@ -181,7 +226,11 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         metrics::counter!("tidings_gateway_rejected_total", "error" => self.code).increment(1);
-        let body = Json(json!({ "error": self.code, "reason": self.reason }));
+        let mut body = json!({ "error": self.code, "reason": self.reason });
+        if let Some(path) = self.path {
+            body["path"] = path.into();
+        }
+        let body = Json(body);
         (self.status, body).into_response()
     }
 }
@@ -315,6 +364,7 @@ async fn publish(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut envelope = event(&headers, &body?)?;
     caller.authorize_publish(&mut envelope)?;
+    gateway.check(&envelope)?;
     continue_trace(&headers, &mut envelope);
     let (id, ty) = (envelope.id.clone(), envelope.ty.clone());
     gateway.bus.publish_envelope(envelope).await?;
@@ -348,6 +398,7 @@ async fn publish_batch(
                 .map_err(|e| ApiError::invalid(format!("event {i}: {e}")))?;
             caller
                 .authorize_publish(&mut envelope)
+                .and_then(|()| gateway.check(&envelope))
                 .map_err(|e| e.with_detail(format!("event {i}")))?;
             continue_trace(&headers, &mut envelope);
             Ok(envelope)

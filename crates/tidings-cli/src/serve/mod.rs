@@ -10,6 +10,7 @@
 //! transport and exits 0.
 
 mod auth;
+pub(crate) mod contracts;
 mod dashboard;
 mod dead_letters;
 mod gateway;
@@ -18,6 +19,7 @@ mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -48,6 +50,11 @@ pub(crate) struct ServeArgs {
     /// How long requests in flight may take to finish at shutdown (default 10 s).
     #[arg(long, env = "TIDINGS_SHUTDOWN_DEADLINE", value_parser = humantime::parse_duration)]
     shutdown_deadline: Option<Duration>,
+    /// A schema directory (`<type>/v<version>.schema.json`, as `tidings::schema::Catalog`
+    /// writes it): events of the types it describes are held to their schemas, at the
+    /// gateway (`422` with the offending field) and before webhook deliveries (dead-lettered).
+    #[arg(long, env = "TIDINGS_SCHEMAS")]
+    schemas: Option<PathBuf>,
 }
 
 /// The settings in effect.
@@ -56,6 +63,7 @@ struct Settings {
     listen: SocketAddr,
     max_body: usize,
     shutdown_deadline: Duration,
+    schemas: Option<PathBuf>,
     tokens: Vec<crate::config::TokenSection>,
     webhooks: Vec<crate::config::WebhookSection>,
 }
@@ -83,6 +91,7 @@ impl ServeArgs {
                 .shutdown_deadline
                 .or(file.serve.shutdown_deadline)
                 .unwrap_or(Duration::from_secs(10)),
+            schemas: self.schemas.clone().or(file.serve.schemas),
             tokens: file.serve.tokens,
             webhooks: file.serve.webhooks,
         })
@@ -112,6 +121,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let args = args.settings()?;
     // Everything the configuration names is checked before anything starts.
     let tokens = auth::Tokens::from_config(&args.tokens)?;
+    let contracts = match &args.schemas {
+        Some(dir) => Some(Arc::new(
+            contracts::Contracts::load(dir)
+                .with_context(|| format!("schemas `{}`", dir.display()))?,
+        )),
+        None => None,
+    };
     let client = reqwest::Client::builder()
         .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -119,7 +135,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let webhooks = args
         .webhooks
         .iter()
-        .map(|section| webhook::Plan::from_config(section, client.clone()))
+        .map(|section| webhook::Plan::from_config(section, client.clone(), contracts.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let url = args.url.clone();
     let transport = crate::transport::open(&url).await?;
@@ -158,6 +174,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tokens,
             infos,
             stats,
+            contracts.clone(),
         ),
         args.max_body,
     );
@@ -173,6 +190,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("  dead letters: http://{addr}/v1/subscriptions");
     for plan in &webhooks {
         println!("  webhook:  {} -> {}", plan.name(), plan.url());
+    }
+    if let (Some(contracts), Some(dir)) = (&contracts, &args.schemas) {
+        println!(
+            "  schemas:  {} event type(s) held to the schemas in {}",
+            contracts.types(),
+            dir.display()
+        );
     }
     if open {
         println!(

@@ -21,6 +21,10 @@
 //! `5xx`, a time-out or a refused connection retry it with the subscription's backoff; any
 //! other answer dead-letters it with the status and the start of the body, as does running
 //! out of attempts. At most `concurrency` requests are in flight per subscription.
+//!
+//! With `[serve] schemas` set, an event that breaks its schema ([`super::contracts`]) is
+//! dead-lettered as a schema violation (or an unsupported version) with the JSON pointer of
+//! the offending value, and never reaches the endpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +40,7 @@ use tidings::envelope::Envelope;
 use tidings::retry::RetryPolicy;
 use tidings::{Bus, HandlerError};
 
+use super::contracts::Contracts;
 use crate::config::WebhookSection;
 
 /// The most a `Retry-After` may delay a retry.
@@ -51,6 +56,8 @@ pub(crate) struct Webhook {
     tenant: Option<String>,
     timeout: Duration,
     client: reqwest::Client,
+    /// The schemas events are held to before delivery, when `[serve] schemas` is set.
+    contracts: Option<Arc<Contracts>>,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -76,6 +83,7 @@ impl Plan {
     pub(crate) fn from_config(
         section: &WebhookSection,
         client: reqwest::Client,
+        contracts: Option<Arc<Contracts>>,
     ) -> anyhow::Result<Self> {
         let what = format!("webhook `{}`", section.name);
         let url = reqwest::Url::parse(&section.url)
@@ -102,6 +110,7 @@ impl Plan {
                 tenant: section.tenant.clone(),
                 timeout: section.timeout.unwrap_or(Duration::from_secs(10)),
                 client,
+                contracts,
             }),
             patterns: section.patterns.clone(),
             concurrency: section.concurrency.unwrap_or(8).max(1),
@@ -187,6 +196,12 @@ impl Webhook {
         {
             // Another tenant's event: not for this endpoint.
             return Ok(());
+        }
+        if let Some(contracts) = &self.contracts {
+            // An event from a producer that skipped the gateway's check: never delivered.
+            contracts.check(event).map_err(|violation| {
+                HandlerError::reject_with(violation.reason_kind(), violation)
+            })?;
         }
         let body = StructuredJson.encode(event).map_err(HandlerError::reject)?;
         let timestamp = chrono::Utc::now().timestamp();

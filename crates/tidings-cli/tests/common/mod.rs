@@ -2,6 +2,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -118,12 +119,50 @@ impl Served {
             .json(event)
     }
 
+    /// `POST /v1/events:batch` of `events` (a JSON array), ready to send.
+    pub fn post_batch(&self, http: &reqwest::Client, events: &Value) -> reqwest::RequestBuilder {
+        http.post(self.url("/v1/events:batch"))
+            .header("content-type", "application/cloudevents-batch+json")
+            .json(events)
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(mut self) -> Option<i32> {
         self.child
             .terminate(EXIT_LIMIT, "tidings serve after SIGTERM")
             .code()
     }
+}
+
+/// Writes `dir/tidings.toml` for a server on the embedded store in `dir`, on any port, with
+/// one webhook subscription, `notify` on `order.*`, delivering to the receiver on `port`
+/// signed with `secret`; `serve` and `webhook` are more lines for `[serve]` and for the
+/// webhook. Returns the file's path.
+pub fn webhook_config(dir: &Path, port: u16, secret: &str, serve: &str, webhook: &str) -> PathBuf {
+    let config = dir.join("tidings.toml");
+    let store = dir.join("tidings.db");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+store = "{store}"
+
+[serve]
+listen = "127.0.0.1:0"
+{serve}
+
+[[serve.webhooks]]
+name = "notify"
+patterns = ["order.*"]
+url = "http://127.0.0.1:{port}/events"
+secret = "{secret}"
+{webhook}
+"#,
+            store = store.display(),
+        ),
+    )
+    .expect("config");
+    config
 }
 
 /// The Python endpoint, and what it printed.
