@@ -190,33 +190,17 @@ pub fn major_version(text: &str) -> Option<u32> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn decode<T: DomainEvent>(envelope: &Envelope) -> Result<T, VersionError> {
-    let version = match envelope.extensions.dataversion.as_deref() {
-        None => T::VERSION,
-        Some(text) => {
-            major_version(text).ok_or_else(|| VersionError::Malformed(text.to_owned()))?
-        }
-    };
-    if version == T::VERSION {
+    if version_of::<T>(envelope)? == T::VERSION {
         return Ok(envelope.data_as::<T>()?);
     }
-    if version > T::VERSION {
-        return Err(VersionError::Newer {
-            name: T::NAME,
-            version,
-            known: T::VERSION,
-        });
-    }
-    // `UPCASTERS[i]` converts version `i + 1`: the chain from `version` starts at
-    // `version - 1` and must reach `T::VERSION`.
-    let first = (version - 1) as usize;
-    let needed = (T::VERSION - 1) as usize;
-    if T::UPCASTERS.len() < needed {
-        return Err(VersionError::NoUpcaster {
-            name: T::NAME,
-            version,
-            known: T::VERSION,
-        });
-    }
+    from_value(upcast::<T>(envelope)?)
+}
+
+/// The event's data as JSON of `T`'s version: upcast step by step from the version it was
+/// written in, as [`decode`] does before deserializing. For a check of the data (against
+/// `T`'s JSON Schema, say) between upcasting and [`from_value`].
+pub fn upcast<T: DomainEvent>(envelope: &Envelope) -> Result<serde_json::Value, VersionError> {
+    let version = version_of::<T>(envelope)?;
     let mut data = match &envelope.data {
         Some(Data::Json(raw)) => {
             serde_json::from_str(raw.get()).map_err(|e| DataError::Invalid {
@@ -227,6 +211,13 @@ pub fn decode<T: DomainEvent>(envelope: &Envelope) -> Result<T, VersionError> {
         Some(Data::Binary(_)) => return Err(DataError::NotJson.into()),
         None => serde_json::Value::Null,
     };
+    if version == T::VERSION {
+        return Ok(data);
+    }
+    // `UPCASTERS[i]` converts version `i + 1`: the chain from `version` starts at
+    // `version - 1` and must reach `T::VERSION` (`version_of` checked it is all there).
+    let first = (version - 1) as usize;
+    let needed = (T::VERSION - 1) as usize;
     for (index, upcast) in T::UPCASTERS[first..needed].iter().enumerate() {
         data = upcast(data).map_err(|error| VersionError::Upcast {
             name: T::NAME,
@@ -234,12 +225,43 @@ pub fn decode<T: DomainEvent>(envelope: &Envelope) -> Result<T, VersionError> {
             error,
         })?;
     }
+    Ok(data)
+}
+
+/// `data` (of `T`'s version) as a `T`; a field that does not fit is named by its path.
+pub fn from_value<T: DomainEvent>(data: serde_json::Value) -> Result<T, VersionError> {
     serde_path_to_error::deserialize(data).map_err(|e| {
         VersionError::Data(DataError::Invalid {
             path: e.path().to_string(),
             message: e.into_inner().to_string(),
         })
     })
+}
+
+/// The version `envelope` was written in, if `T` reads it: not newer than `T`'s, and, when
+/// older, with an upcaster from each version up.
+fn version_of<T: DomainEvent>(envelope: &Envelope) -> Result<u32, VersionError> {
+    let version = match envelope.extensions.dataversion.as_deref() {
+        None => T::VERSION,
+        Some(text) => {
+            major_version(text).ok_or_else(|| VersionError::Malformed(text.to_owned()))?
+        }
+    };
+    if version > T::VERSION {
+        return Err(VersionError::Newer {
+            name: T::NAME,
+            version,
+            known: T::VERSION,
+        });
+    }
+    if version < T::VERSION && T::UPCASTERS.len() < (T::VERSION - 1) as usize {
+        return Err(VersionError::NoUpcaster {
+            name: T::NAME,
+            version,
+            known: T::VERSION,
+        });
+    }
+    Ok(version)
 }
 
 #[cfg(test)]

@@ -105,6 +105,12 @@ pub(crate) fn timeout(limit: Duration) -> Disposition {
 
 /// Data the handler's type cannot read: permanent, retrying cannot fix it. A version it does
 /// not read is an unsupported version; anything else a schema violation.
+/// Data that breaks its type's JSON Schema: dead-lettered at once.
+#[cfg(feature = "validate")]
+pub(crate) fn schema_violation(message: String) -> Disposition {
+    Disposition::Reject(Reason::new(ReasonKind::SchemaViolation, message))
+}
+
 pub(crate) fn undecodable_data(error: &VersionError) -> Disposition {
     let kind = if error.is_unsupported_version() {
         ReasonKind::UnsupportedVersion

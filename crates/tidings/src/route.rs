@@ -26,8 +26,15 @@ pub(crate) struct Route {
 /// handler. Data that does not fit `T` is a schema violation, and a version `T` cannot read
 /// (newer, or older with no upcaster) an unsupported version: both are dead-lettered at once,
 /// with the path of the offending field or the versions.
+///
+/// With the `validate` feature (a default), the upcast data is also held to `T`'s JSON Schema
+/// ([`DomainEvent::data_schema`]) before it is deserialized, so that what serde alone lets
+/// through (a `#[schemars(range(min = 1))]`, a `length`, a `pattern`) is dead-lettered too,
+/// with the JSON pointer of the offending value.
 pub(crate) struct Typed<T, H> {
     handler: H,
+    #[cfg(feature = "validate")]
+    schema: Option<Arc<jsonschema::Validator>>,
     _event: PhantomData<fn() -> T>,
 }
 
@@ -35,16 +42,55 @@ impl<T, H: Clone> Clone for Typed<T, H> {
     fn clone(&self) -> Self {
         Self {
             handler: self.handler.clone(),
+            #[cfg(feature = "validate")]
+            schema: self.schema.clone(),
             _event: PhantomData,
         }
     }
 }
 
-impl<T, H> Typed<T, H> {
+impl<T: DomainEvent, H> Typed<T, H> {
     pub(crate) fn new(handler: H) -> Self {
         Self {
             handler,
+            #[cfg(feature = "validate")]
+            schema: validator::<T>(),
             _event: PhantomData,
+        }
+    }
+
+    /// The data of `envelope` as a `T`, held to `T`'s schema when there is one.
+    fn data(&self, envelope: &Envelope) -> Result<T, Disposition> {
+        #[cfg(feature = "validate")]
+        if let Some(schema) = &self.schema {
+            let data = tidings_core::event::upcast::<T>(envelope)
+                .map_err(|e| classify::undecodable_data(&e))?;
+            if let Some(error) = schema.iter_errors(&data).next() {
+                return Err(classify::schema_violation(format!(
+                    "event data does not match the schema of {} v{} at `{}`: {error}",
+                    T::NAME,
+                    T::VERSION,
+                    error.instance_path()
+                )));
+            }
+            return tidings_core::event::from_value::<T>(data)
+                .map_err(|e| classify::undecodable_data(&e));
+        }
+        tidings_core::event::decode::<T>(envelope).map_err(|e| classify::undecodable_data(&e))
+    }
+}
+
+/// `T`'s schema, compiled once per route; none for a type without one. A schema the
+/// validator cannot compile is a bug in a hand-written `data_schema`: warned about, and the
+/// data is then held to serde alone.
+#[cfg(feature = "validate")]
+fn validator<T: DomainEvent>() -> Option<Arc<jsonschema::Validator>> {
+    let schema = T::data_schema()?;
+    match jsonschema::validator_for(schema.as_value()) {
+        Ok(validator) => Some(Arc::new(validator)),
+        Err(error) => {
+            tracing::warn!(event = T::NAME, %error, "the event's JSON Schema does not compile; its data is checked by deserializing alone");
+            None
         }
     }
 }
@@ -59,13 +105,13 @@ impl<T: DomainEvent, H: Handler<Event<T>>> Service<Handling> for Typed<T, H> {
     }
 
     fn call(&mut self, req: Handling) -> HandlingFuture {
-        match tidings_core::event::decode::<T>(&req.envelope) {
+        match self.data(&req.envelope) {
             Ok(data) => self
                 .handler
                 .call(Event::new(data, req.envelope))
                 .map(|result| Ok(classify::result(result)))
                 .boxed(),
-            Err(error) => Box::pin(std::future::ready(Ok(classify::undecodable_data(&error)))),
+            Err(disposition) => Box::pin(std::future::ready(Ok(disposition))),
         }
     }
 }

@@ -589,7 +589,7 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
     let (kind, message) = reason("bad-field");
     assert_eq!(kind, ReasonKind::SchemaViolation);
     assert!(
-        message.contains("`total_cents`") && message.contains("invalid type"),
+        message.contains("at `/total_cents`") && message.contains("not of type \"integer\""),
         "the path of the offending field: {message}"
     );
     assert_eq!(
@@ -597,6 +597,87 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
         3,
         "nothing unreadable reached the handler"
     );
+    bus.shutdown().await.unwrap();
+}
+
+/// A cart as a Python service sends it: quantities from 1, which serde alone would not check.
+#[derive(Debug, Serialize, Deserialize, DomainEvent)]
+#[event(name = "cart.checked_out")]
+struct CartCheckedOut {
+    cart_id: String,
+    lines: Vec<CartLine>,
+}
+
+#[derive(Debug, Serialize, Deserialize, tidings::schemars::JsonSchema)]
+#[schemars(crate = "tidings::schemars")]
+struct CartLine {
+    sku: String,
+    #[schemars(range(min = 1))]
+    quantity: u32,
+}
+
+/// Validation: data from another service is held to its type's JSON Schema, including the
+/// constraints serde does not check (a `range`), and what breaks it is dead-lettered once as
+/// a schema violation with the JSON pointer of the offending value, never handled.
+#[tokio::test(start_paused = true)]
+async fn data_that_breaks_its_schema_is_dead_lettered_with_the_pointer_of_the_value() {
+    use tidings::dead_letter::ReasonKind;
+
+    let bus = bus();
+    let handled = Probe::new();
+    let seen = handled.clone();
+    bus.subscribe::<CartCheckedOut, _>("fulfilment", move |e: Event<CartCheckedOut>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(e.cart_id.clone());
+            Ok(())
+        }
+    })
+    .await
+    .unwrap();
+    let cart = |id: &str, quantities: &[i64]| {
+        let lines: Vec<serde_json::Value> = quantities
+            .iter()
+            .map(|q| serde_json::json!({"sku": "s-1", "quantity": q}))
+            .collect();
+        Envelope::new("cart-py", "cart.checked_out")
+            .with_id(id)
+            .with_json_data(&serde_json::json!({"cart_id": id, "lines": lines}))
+            .unwrap()
+    };
+    for envelope in [
+        cart("fine", &[1, 3]),
+        cart("zero", &[2, 0]),
+        cart("negative", &[-1]),
+    ] {
+        bus.publish_envelope(envelope).await.unwrap();
+    }
+    handled.wait_for(1, WAIT).await;
+    let dlq = bus.dead_letters();
+    let letters = loop {
+        let letters = dlq.list("fulfilment", Default::default()).await.unwrap();
+        if letters.len() == 2 {
+            break letters;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let reason = |id: &str| {
+        let letter = letters
+            .iter()
+            .find(|l| l.envelope().is_some_and(|e| e.id == id))
+            .unwrap_or_else(|| panic!("{id} dead-lettered"));
+        assert_eq!(letter.attempts, 1, "never retried");
+        assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
+        letter.reason.message.clone()
+    };
+    let zero = reason("zero");
+    assert!(
+        zero.contains("cart.checked_out v1 at `/lines/1/quantity`") && zero.contains("minimum"),
+        "{zero}"
+    );
+    let negative = reason("negative");
+    assert!(negative.contains("/lines/0/quantity"), "{negative}");
+    assert_eq!(handled.items(), ["fine"], "only the valid cart was handled");
     bus.shutdown().await.unwrap();
 }
 

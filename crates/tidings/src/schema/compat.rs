@@ -244,6 +244,24 @@ impl<'a> Diff<'a> {
         }
         let (old, old_nullable) = Shape::of(self.old, old);
         let (new, new_nullable) = Shape::of(self.new, new);
+        if old_nullable != new_nullable {
+            // `T` became `Option<T>` or the other way: whatever `T` is (an enum too).
+            let describe = |shape: Shape<'_>, nullable: bool| {
+                let mut types = shape
+                    .types()
+                    .unwrap_or_else(|| BTreeSet::from(["value".to_owned()]));
+                if nullable {
+                    types.insert("null".to_owned());
+                }
+                types.into_iter().collect::<Vec<_>>().join(" or ")
+            };
+            let kind = ChangeKind::Retyped {
+                was: describe(old, old_nullable),
+                now: describe(new, new_nullable),
+            };
+            self.changes.push((path, kind));
+            return;
+        }
         if let (Some(was), Some(now)) = (old.values(self.old), new.values(self.new)) {
             let removed: Vec<String> = was.difference(&now).cloned().collect();
             let added: Vec<String> = now.difference(&was).cloned().collect();
@@ -256,22 +274,16 @@ impl<'a> Diff<'a> {
             }
             return;
         }
-        if let (Some(mut was), Some(mut now)) = (old.types(), new.types()) {
-            if old_nullable {
-                was.insert("null".to_owned());
-            }
-            if new_nullable {
-                now.insert("null".to_owned());
-            }
-            if was != now {
-                let join = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(" or ");
-                let kind = ChangeKind::Retyped {
-                    was: join(was),
-                    now: join(now),
-                };
-                self.changes.push((path, kind));
-                return;
-            }
+        if let (Some(was), Some(now)) = (old.types(), new.types())
+            && was != now
+        {
+            let join = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(" or ");
+            let kind = ChangeKind::Retyped {
+                was: join(was),
+                now: join(now),
+            };
+            self.changes.push((path, kind));
+            return;
         }
         if let (Some(was), Some(now)) = (old.properties(), new.properties()) {
             let was_required = old.required();
@@ -568,6 +580,33 @@ mod tests {
                     false
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn an_enum_made_nullable_is_retyped() {
+        let with = |plan: Value| {
+            json!({
+                "type": "object",
+                "properties": {"plan": plan},
+                "$defs": {"Plan": {"type": "string", "enum": ["free", "pro"]}}
+            })
+        };
+        let old = catalog(1, with(json!({"$ref": "#/$defs/Plan"})));
+        let new = catalog(
+            1,
+            with(json!({"anyOf": [{"$ref": "#/$defs/Plan"}, {"type": "null"}]})),
+        );
+        assert_eq!(
+            changes(&old, &new),
+            [(
+                "plan".to_owned(),
+                ChangeKind::Retyped {
+                    was: "string".into(),
+                    now: "null or string".into()
+                },
+                true
+            )]
         );
     }
 
