@@ -53,6 +53,35 @@ async fn record(bus: &Bus, name: &str, pattern: &str) -> Arc<Probe<Envelope>> {
     probe
 }
 
+/// Waits (at most [`WAIT`]) until `subscription` holds `count` dead letters, each dead-lettered
+/// on its first attempt, and returns their reasons by event id.
+async fn dead_lettered_once(
+    bus: &Bus,
+    subscription: &str,
+    count: usize,
+) -> std::collections::HashMap<String, (tidings::dead_letter::ReasonKind, String)> {
+    let dlq = bus.dead_letters();
+    let letters = tokio::time::timeout(WAIT, async {
+        loop {
+            let letters = dlq.list(subscription, Default::default()).await.unwrap();
+            if letters.len() == count {
+                break letters;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} dead letters in {subscription}"));
+    letters
+        .into_iter()
+        .map(|letter| {
+            assert_eq!(letter.attempts, 1, "never retried: {letter:?}");
+            let id = letter.envelope().expect("an envelope").id.clone();
+            (id, (letter.reason.kind, letter.reason.message))
+        })
+        .collect()
+}
+
 fn bus() -> Bus {
     Bus::builder(MemoryTransport::new())
         .source("oms-service")
@@ -554,21 +583,12 @@ async fn old_versions_reach_the_handler_upcast_and_unreadable_ones_are_dead_lett
             ("o-3".to_owned(), 700, "GBP".to_owned()),
         ]
     );
-    let dlq = bus.dead_letters();
-    let letters = loop {
-        let letters = dlq.list("billing", Default::default()).await.unwrap();
-        if letters.len() == 4 {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let letters = dead_lettered_once(&bus, "billing", 4).await;
     let reason = |id: &str| {
-        let letter = letters
-            .iter()
-            .find(|l| l.envelope().is_some_and(|e| e.id == id))
-            .unwrap_or_else(|| panic!("{id} dead-lettered"));
-        assert_eq!(letter.attempts, 1, "never retried");
-        (letter.reason.kind, letter.reason.message.clone())
+        letters
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} dead-lettered"))
     };
     assert_eq!(
         reason("v4"),
@@ -653,22 +673,14 @@ async fn data_that_breaks_its_schema_is_dead_lettered_with_the_pointer_of_the_va
         bus.publish_envelope(envelope).await.unwrap();
     }
     handled.wait_for(1, WAIT).await;
-    let dlq = bus.dead_letters();
-    let letters = loop {
-        let letters = dlq.list("fulfilment", Default::default()).await.unwrap();
-        if letters.len() == 2 {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let letters = dead_lettered_once(&bus, "fulfilment", 2).await;
     let reason = |id: &str| {
-        let letter = letters
-            .iter()
-            .find(|l| l.envelope().is_some_and(|e| e.id == id))
+        let (kind, message) = letters
+            .get(id)
+            .cloned()
             .unwrap_or_else(|| panic!("{id} dead-lettered"));
-        assert_eq!(letter.attempts, 1, "never retried");
-        assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
-        letter.reason.message.clone()
+        assert_eq!(kind, ReasonKind::SchemaViolation);
+        message
     };
     let zero = reason("zero");
     assert!(
