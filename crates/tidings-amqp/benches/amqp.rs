@@ -2,8 +2,8 @@
 //!
 //! `cargo bench -p tidings-amqp --bench amqp` (RabbitMQ at `RABBITMQ_URL`, default the
 //! machine's). What each benchmark does is described in `rig/mod.rs`. Each runs its samples
-//! one after the other; `--bench paired` alternates raw and tidings round by round, which is
-//! the better ratio on a noisy machine.
+//! one after the other; `tidings bench --url amqp://…` alternates raw and tidings round by
+//! round, which is the better ratio on a noisy machine.
 
 #[path = "rig/mod.rs"]
 mod rig;

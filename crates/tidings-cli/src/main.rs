@@ -1,5 +1,6 @@
 //! The `tidings` command.
 
+mod bench;
 mod config;
 mod demo;
 mod dlq;
@@ -25,6 +26,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measures tidings beside the broker's own client in the same run: durable publish,
+    /// consume-and-ack and end-to-end throughput, latency percentiles at a fixed rate, and a
+    /// consumer's peak memory with a large backlog; prints a table (or `--json`) with the
+    /// ratios tidings/raw, and draws a chart with `--chart`.
+    Bench(bench::BenchArgs),
     /// Runs the bus end to end on the embedded default and narrates what happens: events
     /// published and handled, fan-out by pattern, a failing handler retried with backoff and
     /// dead-lettered, the dead letter inspected and replayed.
@@ -97,6 +103,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Bench(args) => {
+            runtime()?.block_on(bench::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo(args) => {
             runtime()?.block_on(demo::run(args))?;
             Ok(ExitCode::SUCCESS)

@@ -1,4 +1,4 @@
-//! The measurements both RabbitMQ benchmarks make: tidings and raw lapin moving the same
+//! The measurements the RabbitMQ criterion benchmark makes: tidings and raw lapin moving the same
 //! 5,000 order events of about 500 bytes, persistent, through one quorum queue.
 //!
 //! - raw publish: the best raw pattern, one confirm channel, every publish written before the

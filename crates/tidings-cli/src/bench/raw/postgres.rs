@@ -1,0 +1,126 @@
+//! PostgreSQL with raw sqlx: the same table and indexes as tidings' queue, a batch inserted
+//! with one `INSERT … SELECT unnest(…)` that notifies the consumers, and a consumer that
+//! leases 256 rows at a time (`FOR UPDATE SKIP LOCKED`), deletes them in one statement once
+//! handled, and sleeps on `LISTEN` when there is nothing.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+
+use crate::bench::event::{Orders, TOPIC};
+use crate::bench::side::{Consumer, PREFETCH, Side};
+use crate::bench::tally::Tally;
+
+const CHANNEL: &str = "tidings_bench_raw";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tidings_bench_raw (
+    id               BIGSERIAL PRIMARY KEY,
+    subscription     TEXT NOT NULL,
+    topic            TEXT NOT NULL,
+    content_type     TEXT,
+    body             BYTEA NOT NULL,
+    published_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+    visible_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_token      BIGINT,
+    attempts         INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tidings_bench_raw_queue ON tidings_bench_raw (subscription, id);
+CREATE INDEX IF NOT EXISTS tidings_bench_raw_visible ON tidings_bench_raw (subscription, visible_at);
+CREATE INDEX IF NOT EXISTS tidings_bench_raw_lease ON tidings_bench_raw (lease_token)
+    WHERE lease_token IS NOT NULL;
+";
+
+/// Raw sqlx on a pool of its own.
+pub(crate) struct Postgres {
+    pool: PgPool,
+    tokens: Arc<AtomicI64>,
+}
+
+impl Postgres {
+    /// Connects; `fresh` empties what an interrupted run left in the table.
+    pub(crate) async fn connect(url: &str, fresh: bool) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(url)
+            .await
+            .context("raw sqlx: connecting to PostgreSQL")?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        if fresh {
+            sqlx::query("TRUNCATE tidings_bench_raw")
+                .execute(&pool)
+                .await?;
+        }
+        // Lease tokens unique across runs, so a leftover lease never matches.
+        let start = chrono::Utc::now().timestamp_micros();
+        Ok(Self {
+            pool,
+            tokens: Arc::new(AtomicI64::new(start)),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Side for Postgres {
+    async fn publish(&self, orders: &Orders, range: Range<usize>) -> anyhow::Result<()> {
+        let n = range.len();
+        let bodies: Vec<&[u8]> = orders.bodies[range].iter().map(|b| &b[..]).collect();
+        sqlx::query(
+            "WITH stored AS ( \
+                 INSERT INTO tidings_bench_raw (subscription, topic, content_type, body) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
+                 RETURNING subscription) \
+             SELECT pg_notify($5, subscription) FROM (SELECT DISTINCT subscription FROM stored) s",
+        )
+        .bind(vec!["bench"; n])
+        .bind(vec![TOPIC; n])
+        .bind(vec!["application/cloudevents+json"; n])
+        .bind(bodies)
+        .bind(CHANNEL)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn consume(&self, tally: Arc<Tally>) -> anyhow::Result<Consumer> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        let (pool, tokens) = (self.pool.clone(), self.tokens.clone());
+        Ok(Consumer::spawn(async move {
+            while !tally.is_complete() {
+                let token = tokens.fetch_add(1, Ordering::Relaxed);
+                let claimed: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "UPDATE tidings_bench_raw m \
+                     SET lease_token = $1, visible_at = now() + interval '30 seconds', \
+                         attempts = m.attempts + 1 \
+                     FROM (SELECT id FROM tidings_bench_raw \
+                           WHERE subscription = 'bench' AND visible_at <= now() \
+                           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) ready \
+                     WHERE m.id = ready.id \
+                     RETURNING m.id, m.body",
+                )
+                .bind(token)
+                .bind(i64::from(PREFETCH))
+                .fetch_all(&pool)
+                .await?;
+                if claimed.is_empty() {
+                    let _ = tokio::time::timeout(Duration::from_millis(100), listener.recv()).await;
+                    continue;
+                }
+                for _ in &claimed {
+                    tally.hit();
+                }
+                sqlx::query("DELETE FROM tidings_bench_raw WHERE lease_token = $1")
+                    .bind(token)
+                    .execute(&pool)
+                    .await?;
+            }
+            Ok(())
+        }))
+    }
+}
