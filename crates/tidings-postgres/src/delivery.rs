@@ -122,14 +122,14 @@ impl Delivery for PgDelivery {
         &self.failures
     }
 
+    /// Deleted with the acks queued beside it, in one statement
+    /// ([`Acks`](crate::acks::Acks)).
     async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
-        let deleted =
-            sqlx::query("DELETE FROM tidings_messages WHERE id = $1 AND lease_token = $2")
-                .bind(self.id)
-                .bind(self.lease.token)
-                .execute(&self.lease.shared.pool)
-                .await
-                .map(|done| done.rows_affected());
+        let shared = &self.lease.shared;
+        let deleted = shared
+            .acks
+            .ack(&shared.pool, self.id, self.lease.token)
+            .await;
         self.settled(deleted)
     }
 

@@ -14,6 +14,7 @@
 //! and `_tidings_outbox_migrations` so that they never collide with the application's own
 //! migrations.
 
+mod acks;
 mod config;
 mod dead_letter;
 mod delivery;

@@ -67,6 +67,8 @@ pub struct PgTransport {
 pub(crate) struct Shared {
     pub(crate) config: PgConfig,
     pub(crate) pool: PgPool,
+    /// Acks waiting to be deleted together.
+    pub(crate) acks: Arc<crate::acks::Acks>,
     pub(crate) routes: tokio::sync::Mutex<Routes>,
     pub(crate) wakeups: Arc<Wakeups>,
     pub(crate) closed: CancellationToken,
@@ -117,6 +119,7 @@ impl PgTransport {
             shared: Arc::new(Shared {
                 config,
                 pool,
+                acks: Arc::default(),
                 routes: tokio::sync::Mutex::new(Routes::default()),
                 wakeups,
                 closed,

@@ -83,13 +83,17 @@ impl SqliteDelivery {
             .await?;
         self.settled = true;
         if changed == 0 {
-            tracing::debug!(
-                subscription = %self.subscription,
-                id,
-                "settled after the lease ran out; the message is (or was) delivered again"
-            );
+            self.lease_lost();
         }
         Ok(())
+    }
+
+    fn lease_lost(&self) {
+        tracing::debug!(
+            subscription = %self.subscription,
+            id = self.id,
+            "settled after the lease ran out; the message is (or was) delivered again"
+        );
     }
 }
 
@@ -122,28 +126,20 @@ impl Delivery for SqliteDelivery {
         &self.failures
     }
 
-    async fn ack(self: Box<Self>) -> Result<(), TransportError> {
-        let keep = !self.lease.shared.config.retention.is_zero();
-        self.settle(move |batch, id, token| {
-            Box::pin(async move {
-                let query = if keep {
-                    sqlx::query(
-                        "UPDATE tidings_messages SET acked_at = ?, lease_token = NULL \
-                         WHERE id = ? AND lease_token = ?",
-                    )
-                    .bind(now_ms())
-                } else {
-                    sqlx::query("DELETE FROM tidings_messages WHERE id = ? AND lease_token = ?")
-                };
-                Ok(query
-                    .bind(id)
-                    .bind(token)
-                    .execute(&mut batch.conn)
-                    .await?
-                    .rows_affected())
-            })
-        })
-        .await
+    /// Settled with the other acks of the same writer batch, in one statement
+    /// ([`Acks`](crate::acks::Acks)).
+    async fn ack(mut self: Box<Self>) -> Result<(), TransportError> {
+        let shared = &self.lease.shared;
+        let retain = !shared.config.retention.is_zero();
+        let held = shared
+            .acks
+            .ack(&shared.writer, retain, self.id, self.lease.token)
+            .await?;
+        self.settled = true;
+        if !held {
+            self.lease_lost();
+        }
+        Ok(())
     }
 
     async fn retry(self: Box<Self>, after: Duration, error: &str) -> Result<(), TransportError> {

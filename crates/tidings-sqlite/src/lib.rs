@@ -41,6 +41,7 @@
 //! # }
 //! ```
 
+mod acks;
 mod config;
 mod dead_letter;
 mod delivery;

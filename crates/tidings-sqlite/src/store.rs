@@ -36,6 +36,8 @@ pub(crate) fn outbox_migrator() -> Migrator {
 pub(crate) struct Shared {
     pub(crate) config: SqliteConfig,
     pub(crate) writer: Writer,
+    /// Acks waiting to be settled together.
+    pub(crate) acks: Arc<crate::acks::Acks>,
     pub(crate) reader: SqlitePool,
     pub(crate) signals: Arc<Signals>,
     pub(crate) closed: CancellationToken,
@@ -130,6 +132,7 @@ pub(crate) async fn open(config: SqliteConfig) -> Result<Shared> {
     Ok(Shared {
         config,
         writer,
+        acks: Arc::default(),
         reader,
         signals,
         closed,

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tidings_core::dead_letter::{DeadLetter, Original, Reason, ReasonKind};
 use tidings_core::topic::Matcher;
 use tidings_core::transport::{Delivery, DeliveryStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -57,8 +57,7 @@ impl Worker {
                     let this = this.clone();
                     let observer = observer.clone();
                     running.spawn(async move {
-                        this.handle(delivery, observer.as_ref()).await;
-                        drop(slot);
+                        this.handle(delivery, observer.as_ref(), slot).await;
                     });
                 }
                 Some(Err(error)) => {
@@ -92,7 +91,16 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, delivery: Box<dyn Delivery>, observer: &dyn Observer) {
+    /// Handles one delivery in a handler `slot`, which is given back once the handler is
+    /// done, before the settlement: an acknowledgement on its way to the broker holds a
+    /// delivery (the transport's prefetch bounds those) but not a handler, so that settling
+    /// overlaps the next handling and the transports can coalesce acknowledgements.
+    async fn handle(
+        &self,
+        delivery: Box<dyn Delivery>,
+        observer: &dyn Observer,
+        slot: OwnedSemaphorePermit,
+    ) {
         let started = Instant::now();
         observer.on_received(&self.name, delivery.envelope().ok().map(|e| &**e));
         let envelope = match delivery.envelope() {
@@ -108,6 +116,7 @@ impl Worker {
                 )
                 .with_attempts(delivery.attempt(), delivery.failures().first_failure_at);
                 let settlement = Settlement::DeadLetter(Box::new(letter));
+                drop(slot);
                 self.settle(delivery, &settlement).await;
                 observer.on_settled(&self.name, None, &settlement, started.elapsed());
                 return;
@@ -130,6 +139,7 @@ impl Worker {
             )
             .with_attempts(delivery.attempt(), delivery.failures().first_failure_at);
             let settlement = Settlement::DeadLetter(Box::new(letter));
+            drop(slot);
             self.settle(delivery, &settlement).await;
             observer.on_settled(&self.name, Some(&envelope), &settlement, started.elapsed());
             return;
@@ -137,6 +147,7 @@ impl Worker {
         let handling = Handling::new(envelope.clone(), self.name.clone(), handler.clone())
             .with_attempt(delivery.attempt(), delivery.failures().clone());
         let Ok(settlement) = stack.clone().oneshot(handling).await;
+        drop(slot);
         self.settle(delivery, &settlement).await;
         observer.on_settled(&self.name, Some(&envelope), &settlement, started.elapsed());
     }

@@ -1,0 +1,115 @@
+//! Acknowledgements coalesced into one statement per writer batch.
+//!
+//! An ack is a one-row `DELETE` (or `UPDATE`, when acked messages are retained). Run one job
+//! each, a consumer acking hundreds of messages a second pays a savepoint and a round trip to
+//! the connection's thread per message. Instead, acks queue here: the first of a run submits
+//! one writer job, which takes every ack queued by the time the writer reaches it and settles
+//! them with a single statement; its submitter hands each waiting ack its outcome once the
+//! batch has committed, so an ack still returns only when it is on disk.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::store::now_ms;
+use crate::writer::Writer;
+
+/// One ack waiting for its statement.
+struct Pending {
+    id: i64,
+    token: i64,
+    /// Whether the row was still leased by `token` (and is now settled).
+    done: oneshot::Sender<Result<bool>>,
+}
+
+/// The acks of one store waiting for their statement.
+#[derive(Default)]
+pub(crate) struct Acks {
+    pending: Mutex<Vec<Pending>>,
+}
+
+impl std::fmt::Debug for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let waiting = self.pending.lock().map_or(0, |p| p.len());
+        f.debug_struct("Acks").field("waiting", &waiting).finish()
+    }
+}
+
+impl Acks {
+    /// Settles the row `id` leased by `token` as acked, deleting it or, with `retain`, keeping
+    /// it marked. Returns whether the lease still held; errors when the batch did not commit.
+    pub(crate) async fn ack(
+        self: &Arc<Self>,
+        writer: &Writer,
+        retain: bool,
+        id: i64,
+        token: i64,
+    ) -> Result<bool> {
+        let (done, outcome) = oneshot::channel();
+        let first = {
+            let mut pending = self.pending.lock().expect("acks lock");
+            pending.push(Pending { id, token, done });
+            pending.len() == 1
+        };
+        if first {
+            let acks = self.clone();
+            let settled = writer
+                .submit(move |batch| {
+                    Box::pin(async move {
+                        let taken = std::mem::take(&mut *acks.pending.lock().expect("acks lock"));
+                        let acked = settle(&mut batch.conn, retain, &taken).await?;
+                        Ok((taken, acked))
+                    })
+                })
+                .await;
+            match settled {
+                Ok((taken, acked)) => {
+                    for p in taken {
+                        let _ = p.done.send(Ok(acked.contains(&p.id)));
+                    }
+                }
+                // The job failed (its batch did not commit): what it took is in its output,
+                // which is gone with the error, so every waiting ack learns of it by its
+                // sender being dropped.
+                Err(error) => return Err(error),
+            }
+        }
+        outcome.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// One statement for all of `taken`; returns the ids whose lease still held.
+async fn settle(
+    conn: &mut sqlx::SqliteConnection,
+    retain: bool,
+    taken: &[Pending],
+) -> Result<HashSet<i64>> {
+    let pairs = serde_json::to_string(&taken.iter().map(|p| [p.id, p.token]).collect::<Vec<_>>())
+        .expect("integers serialize");
+    // `?1` is a JSON array of [id, lease token] pairs: the rows still leased by those tokens.
+    let ids: Vec<i64> = if retain {
+        sqlx::query_scalar(
+            "UPDATE tidings_messages SET acked_at = ?2, lease_token = NULL \
+             WHERE id IN (SELECT m.id FROM json_each(?1) j JOIN tidings_messages m \
+                 ON m.id = (j.value ->> 0) AND m.lease_token = (j.value ->> 1)) \
+             RETURNING id",
+        )
+        .bind(pairs)
+        .bind(now_ms())
+        .fetch_all(conn)
+        .await?
+    } else {
+        sqlx::query_scalar(
+            "DELETE FROM tidings_messages \
+             WHERE id IN (SELECT m.id FROM json_each(?1) j JOIN tidings_messages m \
+                 ON m.id = (j.value ->> 0) AND m.lease_token = (j.value ->> 1)) \
+             RETURNING id",
+        )
+        .bind(pairs)
+        .fetch_all(conn)
+        .await?
+    };
+    Ok(ids.into_iter().collect())
+}
