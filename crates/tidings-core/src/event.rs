@@ -230,11 +230,9 @@ pub fn upcast<T: DomainEvent>(envelope: &Envelope) -> Result<serde_json::Value, 
 
 /// `data` (of `T`'s version) as a `T`; a field that does not fit is named by its path.
 pub fn from_value<T: DomainEvent>(data: serde_json::Value) -> Result<T, VersionError> {
-    serde_path_to_error::deserialize(data).map_err(|e| {
-        VersionError::Data(DataError::Invalid {
-            path: e.path().to_string(),
-            message: e.into_inner().to_string(),
-        })
+    // By reference, so that the data is still there to find the path in if it does not fit.
+    T::deserialize(&data).map_err(|error| {
+        DataError::located::<T, _>(&error, || serde_path_to_error::deserialize(data)).into()
     })
 }
 

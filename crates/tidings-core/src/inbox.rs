@@ -7,7 +7,7 @@
 //! own transaction.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -62,8 +62,9 @@ pub struct MemoryInbox {
 
 #[derive(Debug, Default)]
 struct Window {
-    keys: HashSet<InboxKey>,
-    order: VecDeque<InboxKey>,
+    /// The keys, each shared with its place in `order` rather than copied there.
+    keys: HashSet<Arc<InboxKey>>,
+    order: VecDeque<Arc<InboxKey>>,
 }
 
 impl MemoryInbox {
@@ -91,8 +92,10 @@ impl Inbox for MemoryInbox {
 
     async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
         let mut state = self.state.lock().expect("inbox lock");
-        if state.keys.insert(key.clone()) {
-            state.order.push_back(key.clone());
+        if !state.keys.contains(key) {
+            let key = Arc::new(key.clone());
+            state.keys.insert(key.clone());
+            state.order.push_back(key);
             while state.order.len() > self.capacity {
                 if let Some(old) = state.order.pop_front() {
                     state.keys.remove(&old);

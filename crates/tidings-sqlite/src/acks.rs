@@ -54,40 +54,50 @@ impl Acks {
             pending.len() == 1
         };
         if first {
-            let acks = self.clone();
+            // What the job takes stays reachable here, so that if its batch does not commit,
+            // every ack that rode along learns why, not only this one.
+            let taken: Arc<Mutex<Vec<Pending>>> = Arc::default();
+            let (acks, job_taken) = (self.clone(), taken.clone());
             let settled = writer
                 .submit(move |batch| {
                     Box::pin(async move {
-                        let taken = std::mem::take(&mut *acks.pending.lock().expect("acks lock"));
-                        let acked = settle(&mut batch.conn, retain, &taken).await?;
-                        Ok((taken, acked))
+                        let pairs = {
+                            let mut pending = acks.pending.lock().expect("acks lock");
+                            let pairs: Vec<[i64; 2]> =
+                                pending.iter().map(|p| [p.id, p.token]).collect();
+                            *job_taken.lock().expect("acks lock") = std::mem::take(&mut *pending);
+                            pairs
+                        };
+                        settle(&mut batch.conn, retain, &pairs).await
                     })
                 })
                 .await;
-            match settled {
-                Ok((taken, acked)) => {
+            let taken = std::mem::take(&mut *taken.lock().expect("acks lock"));
+            match &settled {
+                Ok(acked) => {
                     for p in taken {
                         let _ = p.done.send(Ok(acked.contains(&p.id)));
                     }
                 }
-                // The job failed (its batch did not commit): what it took is in its output,
-                // which is gone with the error, so every waiting ack learns of it by its
-                // sender being dropped.
-                Err(error) => return Err(error),
+                Err(error) => {
+                    for p in taken {
+                        let _ = p.done.send(Err(error.echo()));
+                    }
+                }
             }
         }
         outcome.await.map_err(|_| Error::Closed)?
     }
 }
 
-/// One statement for all of `taken`; returns the ids whose lease still held.
+/// One statement for all of `pairs` ([id, lease token]); returns the ids whose lease still
+/// held.
 async fn settle(
     conn: &mut sqlx::SqliteConnection,
     retain: bool,
-    taken: &[Pending],
+    pairs: &[[i64; 2]],
 ) -> Result<HashSet<i64>> {
-    let pairs = serde_json::to_string(&taken.iter().map(|p| [p.id, p.token]).collect::<Vec<_>>())
-        .expect("integers serialize");
+    let pairs = serde_json::to_string(pairs).expect("integers serialize");
     // `?1` is a JSON array of [id, lease token] pairs: the rows still leased by those tokens.
     let ids: Vec<i64> = if retain {
         sqlx::query_scalar(

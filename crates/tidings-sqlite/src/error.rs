@@ -82,6 +82,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same failure again, for the other callers a shared statement failed for: the
+    /// kinds callers act on (full, busy, closed) are kept, the rest carry the message.
+    pub(crate) fn echo(&self) -> Self {
+        match self {
+            Self::Full => Self::Full,
+            Self::Closed => Self::Closed,
+            Self::Busy(source) => Self::Busy(sqlx::Error::Protocol(source.to_string())),
+            other => Self::Database(sqlx::Error::Protocol(other.to_string())),
+        }
+    }
+
     /// Whether trying again later may succeed (a busy database), as opposed to an error that
     /// will recur.
     pub fn is_transient(&self) -> bool {

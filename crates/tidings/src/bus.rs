@@ -232,6 +232,11 @@ impl Bus {
     /// correlation of the event being handled.
     pub fn envelope<T: DomainEvent>(&self, event: &T) -> Result<Envelope> {
         self.register_as(Registration::of::<T>(), Role::Published)?;
+        self.envelope_of_registered(event)
+    }
+
+    /// [`Bus::envelope`] of a type registered already.
+    fn envelope_of_registered<T: DomainEvent>(&self, event: &T) -> Result<Envelope> {
         let data = Data::json(event).map_err(|source| Error::Serialize {
             ty: T::NAME,
             source,
@@ -256,9 +261,10 @@ impl Bus {
 
     /// Publishes typed events as one batch, with confirms pipelined where the transport can.
     pub async fn publish_batch<T: DomainEvent>(&self, events: &[T]) -> Result<()> {
+        self.register_as(Registration::of::<T>(), Role::Published)?;
         let envelopes = events
             .iter()
-            .map(|e| self.envelope(e))
+            .map(|e| self.envelope_of_registered(e))
             .collect::<Result<Vec<_>>>()?;
         self.send(envelopes).await
     }

@@ -65,7 +65,11 @@ impl<T: DomainEvent, H> Typed<T, H> {
         if let Some(schema) = &self.schema {
             let data = tidings_core::event::upcast::<T>(envelope)
                 .map_err(|e| classify::undecodable_data(&e))?;
-            if let Some(error) = schema.iter_errors(&data).next() {
+            // `is_valid` stops at the first failure without building errors; only invalid
+            // data pays for finding what is wrong with it.
+            if !schema.is_valid(&data)
+                && let Some(error) = schema.iter_errors(&data).next()
+            {
                 return Err(classify::schema_violation(format!(
                     "event data does not match the schema of {} v{} at `{}`: {error}",
                     T::NAME,

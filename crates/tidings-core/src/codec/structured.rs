@@ -1,9 +1,10 @@
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use serde::de::{Deserializer as _, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
@@ -113,8 +114,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut fields = Fields::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let slot = match key.as_str() {
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            let slot = match &*key {
                 "specversion" => &mut fields.specversion,
                 "id" => &mut fields.id,
                 "source" => &mut fields.source,
@@ -127,25 +128,57 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 "data" => {
                     let raw: Box<RawValue> = map.next_value()?;
                     if fields.data.replace(raw).is_some() {
-                        fields.duplicate.get_or_insert(key);
+                        fields.duplicate.get_or_insert(key.into_owned());
                     }
                     continue;
                 }
                 _ => {
                     let value: Scalar = map.next_value()?;
                     if fields.extensions.iter().any(|(k, _)| *k == key) {
-                        fields.duplicate.get_or_insert(key.clone());
+                        fields.duplicate.get_or_insert(key.to_string());
                     }
-                    fields.extensions.push((key, value));
+                    fields.extensions.push((key.into_owned(), value));
                     continue;
                 }
             };
             let value: Scalar = map.next_value()?;
             if slot.replace(value).is_some() {
-                fields.duplicate.get_or_insert(key);
+                fields.duplicate.get_or_insert(key.into_owned());
             }
         }
         Ok(fields)
+    }
+}
+
+/// An attribute's name, borrowed from the input unless it is written with escapes: the
+/// common names need no allocation of their own.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+
+        impl<'de> Visitor<'de> for NameVisitor {
+            type Value = Name<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an attribute name")
+            }
+
+            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(name)))
+            }
+
+            fn visit_str<E>(self, name: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name.to_owned())))
+            }
+
+            fn visit_string<E>(self, name: String) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(name)))
+            }
+        }
+
+        deserializer.deserialize_str(NameVisitor)
     }
 }
 

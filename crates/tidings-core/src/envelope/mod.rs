@@ -139,13 +139,12 @@ impl Envelope {
             Some(Data::Binary(_)) => return Err(DataError::NotJson),
             None => "null",
         };
-        let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            DataError::Invalid {
-                path,
-                message: e.into_inner().to_string(),
-            }
+        // serde_json alone first: tracking the path of every field costs as much as the
+        // parse, and is only needed to say where it failed, so it runs only then.
+        serde_json::from_str(text).map_err(|error| {
+            DataError::located::<T, _>(&error, || {
+                serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+            })
         })
     }
 
@@ -171,4 +170,27 @@ pub enum DataError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl DataError {
+    /// `error`, of a deserialization without path tracking, with the path of the offending
+    /// field found by running it again, `tracked`, with the tracking on. Tracking every
+    /// field costs about as much as the parse, so the fast path leaves it off and pays for
+    /// it only when the data does not fit.
+    pub(crate) fn located<T, E: std::fmt::Display>(
+        error: &dyn std::fmt::Display,
+        tracked: impl FnOnce() -> Result<T, serde_path_to_error::Error<E>>,
+    ) -> Self {
+        match tracked() {
+            Err(e) => DataError::Invalid {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string(),
+            },
+            // A `Deserialize` that failed once and not again: no path to give.
+            Ok(_) => DataError::Invalid {
+                path: ".".to_owned(),
+                message: error.to_string(),
+            },
+        }
+    }
 }

@@ -71,7 +71,7 @@ impl DeadLetters for MemoryTransport {
         match target {
             ReplayTarget::Subscription => {
                 queue.reserve().await?;
-                queue.push(Message::fresh(envelope.ty.as_str().into(), envelope));
+                queue.push_all([Message::fresh(envelope.ty.as_str().into(), envelope)]);
             }
             ReplayTarget::Topic(topic) => self.route_to(&topic, envelope).await?,
         }

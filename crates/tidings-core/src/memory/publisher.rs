@@ -10,9 +10,10 @@ use crate::transport::{Publisher, TransportError};
 #[async_trait]
 impl Publisher for MemoryTransport {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), TransportError> {
-        for envelope in envelopes {
-            self.route_to(envelope.topic(), Arc::new(envelope.clone()))
-                .await?;
+        // A batch is mostly of one type: routed once per run of the same topic.
+        for run in envelopes.chunk_by(|a, b| a.topic() == b.topic()) {
+            let shared: Vec<Arc<Envelope>> = run.iter().cloned().map(Arc::new).collect();
+            self.route_all(run[0].topic(), &shared).await?;
         }
         Ok(())
     }
@@ -34,6 +35,16 @@ impl MemoryTransport {
         topic: &str,
         envelope: Arc<Envelope>,
     ) -> Result<(), TransportError> {
+        self.route_all(topic, &[envelope]).await
+    }
+
+    /// Enqueues `envelopes`, in order, in every subscription bound to `topic`, waiting for
+    /// room in each.
+    pub(super) async fn route_all(
+        &self,
+        topic: &str,
+        envelopes: &[Arc<Envelope>],
+    ) -> Result<(), TransportError> {
         if self.shared.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
@@ -44,9 +55,21 @@ impl MemoryTransport {
             });
         }
         let topic: Arc<str> = topic.into();
+        let messages = || {
+            envelopes
+                .iter()
+                .map(|envelope| Message::fresh(topic.clone(), envelope.clone()))
+        };
         for queue in queues {
-            queue.reserve().await?;
-            queue.push(Message::fresh(topic.clone(), envelope.clone()));
+            if queue.try_reserve(envelopes.len()) {
+                queue.push_all(messages());
+                continue;
+            }
+            // Not room for all at once: one by one, each waiting for its room.
+            for message in messages() {
+                queue.reserve().await?;
+                queue.push_all([message]);
+            }
         }
         Ok(())
     }

@@ -112,6 +112,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Takes room for `n` more messages if there is that much now.
+    pub(super) fn try_reserve(&self, n: usize) -> bool {
+        let Ok(n) = u32::try_from(n) else {
+            return false;
+        };
+        match self.capacity.try_acquire_many(n) {
+            Ok(permits) => {
+                permits.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// A message left the queue for good (acked or dead-lettered).
     pub(super) fn release(&self) {
         self.capacity.add_permits(1);
@@ -126,9 +140,9 @@ impl Queue {
         self.state.lock().expect("queue lock")
     }
 
-    /// Appends a message that already holds a reservation.
-    pub(super) fn push(&self, message: Message) {
-        self.state().ready.push_back(message);
+    /// Appends messages that already hold a reservation each, waking consumers once.
+    pub(super) fn push_all(&self, messages: impl IntoIterator<Item = Message>) {
+        self.state().ready.extend(messages);
         self.notify.notify_waiters();
     }
 
