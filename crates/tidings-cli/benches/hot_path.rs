@@ -2,7 +2,7 @@
 //! in-memory publish-to-handled through a typed handler beside a raw tokio channel carrying
 //! the same decoded orders (the floor under any in-process bus).
 //!
-//! `cargo bench -p tidings --bench hot_path`. `tidings bench --url memory://` measures the
+//! `cargo bench -p tidings-cli --bench hot_path`. `tidings bench --url memory://` measures the
 //! same pair end to end, with latency; this bench is the one to profile (`valgrind
 //! --tool=callgrind target/release/deps/hot_path-* --bench --profile-time 5`).
 
@@ -10,60 +10,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use serde::{Deserialize, Serialize};
 use tidings::codec::{Codec, StructuredJson};
 use tidings::memory::MemoryTransport;
-use tidings::{Bus, DomainEvent, Event};
+use tidings::{Bus, Event};
 use tokio::sync::{Notify, mpsc};
 
-#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
-#[event(name = "bench.order.created", version = 1)]
-struct OrderCreated {
-    #[event(subject)]
-    order_id: String,
-    customer_id: String,
-    currency: String,
-    total: f64,
-    items: Vec<Line>,
-    city: String,
-    postcode: String,
-    country: String,
-    placed_by: String,
-    seq: u64,
-}
+/// The order `tidings bench` moves, so that both measure the same event.
+#[allow(dead_code)]
+#[path = "../src/bench/event.rs"]
+mod event;
 
-#[derive(Debug, Clone, Serialize, Deserialize, tidings::schemars::JsonSchema)]
-#[schemars(crate = "tidings::schemars")]
-struct Line {
-    sku: String,
-    quantity: u32,
-    price: f64,
-}
+use event::OrderCreated;
 
 fn order(seq: u64) -> OrderCreated {
-    OrderCreated {
-        order_id: format!("order-{seq:08}"),
-        customer_id: format!("cust_{:04}", seq % 1000),
-        currency: "EUR".into(),
-        total: 1000.0,
-        items: vec![
-            Line {
-                sku: "SKU-1001".into(),
-                quantity: 2,
-                price: 250.0,
-            },
-            Line {
-                sku: "SKU-2002".into(),
-                quantity: 1,
-                price: 500.0,
-            },
-        ],
-        city: "Lyon".into(),
-        postcode: "69001".into(),
-        country: "FR".into(),
-        placed_by: "web-checkout".into(),
-        seq,
-    }
+    OrderCreated::sample(seq)
 }
 
 /// Events per publish-to-handled iteration.

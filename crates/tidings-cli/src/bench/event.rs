@@ -2,10 +2,7 @@
 //! bytes, the size of the orders in our users' catalogue.
 
 use serde::{Deserialize, Serialize};
-use tidings::codec::{Codec as _, StructuredJson};
-use tidings::envelope::Envelope;
-use tidings::memory::MemoryTransport;
-use tidings::{Bus, DomainEvent};
+use tidings::DomainEvent;
 
 /// The benchmarks' topic, apart from any application's.
 pub(crate) const TOPIC: &str = "bench.order.created";
@@ -74,57 +71,19 @@ impl OrderCreated {
     }
 }
 
-/// A bus that only makes envelopes, as the publishing bus would.
-fn envelopes() -> &'static Bus {
-    static BUS: std::sync::OnceLock<Bus> = std::sync::OnceLock::new();
-    BUS.get_or_init(|| {
-        Bus::builder(MemoryTransport::new())
-            .source("bench")
-            .build()
-            .expect("a bus")
-    })
-}
-
-/// Orders `from..from + count`, and the bytes tidings sends for each (encoded beforehand,
-/// so that the raw clients send the very same bytes without paying for encoding).
+/// Orders `from..from + count`. Each side encodes them its own way as it publishes them.
 pub(crate) struct Orders {
     pub(crate) events: Vec<OrderCreated>,
-    pub(crate) envelopes: Vec<Envelope>,
-    pub(crate) bodies: Vec<bytes::Bytes>,
 }
 
 impl Orders {
     pub(crate) fn new(from: u64, count: u64) -> Self {
-        let events: Vec<_> = (from..from + count).map(OrderCreated::sample).collect();
-        let envelopes: Vec<_> = events
-            .iter()
-            .map(|e| envelopes().envelope(e).expect("an order serializes"))
-            .collect();
-        let bodies = envelopes
-            .iter()
-            .map(|e| StructuredJson.encode(e).expect("an order encodes").into())
-            .collect();
         Self {
-            events,
-            envelopes,
-            bodies,
+            events: (from..from + count).map(OrderCreated::sample).collect(),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.events.len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_order_encodes_to_about_500_bytes() {
-        let orders = Orders::new(0, 3);
-        for body in &orders.bodies {
-            assert!((450..=600).contains(&body.len()), "{} bytes", body.len());
-        }
     }
 }

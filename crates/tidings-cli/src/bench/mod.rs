@@ -119,44 +119,79 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         batch: args.batch,
         transports: Vec::new(),
     };
+    // Each transport's rows go to standard error as soon as it is measured, and a transport
+    // that fails does not cost the others: a long run cut short keeps what it measured.
+    let mut failed = Vec::new();
     for url in &urls {
-        let pair = raw::pair(url, true).await.with_context(|| {
-            format!(
-                "setting up {}",
-                tidings::broker_url::BrokerUrl::new(url).redacted()
-            )
-        })?;
-        let measured = Bench {
-            args: &args,
-            pair: &pair,
-            progress: &progress,
-            seq: std::cell::Cell::new(0),
+        let redacted = tidings::broker_url::BrokerUrl::new(url).redacted();
+        match measure(&args, url, &progress).await {
+            Ok(measured) => {
+                if !args.json {
+                    let rows = measured.rows();
+                    if progress.is_hidden() {
+                        eprint!("{rows}");
+                    } else {
+                        progress.println(rows.trim_end());
+                    }
+                }
+                report.transports.push(measured);
+            }
+            Err(error) => {
+                let line = format!("{redacted}: not measured: {error:#}");
+                if progress.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    progress.println(&line);
+                }
+                failed.push(redacted);
+            }
         }
-        .measure()
-        .await
-        .with_context(|| format!("measuring {}", pair.url))?;
-        if !args.json {
-            progress.println(format!(
-                "{}: publish {:.0}%, consume {:.0}%, end-to-end {:.0}% of {}",
-                pair.transport,
-                measured.publish.ratio_median * 100.0,
-                measured.consume.ratio_median * 100.0,
-                measured.end_to_end.ratio_median * 100.0,
-                pair.raw_client
-            ));
-        }
-        report.transports.push(measured);
     }
     progress.finish_and_clear();
-    if let Some(path) = &args.chart {
-        chart::draw(&report, path).with_context(|| format!("drawing {}", path.display()))?;
+    if !report.transports.is_empty() {
+        if let Some(path) = &args.chart {
+            chart::draw(&report, path).with_context(|| format!("drawing {}", path.display()))?;
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} not measured: {}",
+        if failed.len() == 1 {
+            "one transport was"
+        } else {
+            "transports were"
+        },
+        failed.join(", ")
+    );
     Ok(())
+}
+
+/// Sets up the transport `url` names beside its raw client and measures both.
+async fn measure(
+    args: &BenchArgs,
+    url: &str,
+    progress: &ProgressBar,
+) -> anyhow::Result<TransportReport> {
+    let pair = raw::pair(url, true).await.with_context(|| {
+        format!(
+            "setting up {}",
+            tidings::broker_url::BrokerUrl::new(url).redacted()
+        )
+    })?;
+    Bench {
+        args,
+        pair: &pair,
+        progress,
+        seq: std::cell::Cell::new(0),
+    }
+    .measure()
+    .await
+    .with_context(|| format!("measuring {}", pair.url))
 }
 
 /// One transport's run.

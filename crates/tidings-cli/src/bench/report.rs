@@ -157,6 +157,15 @@ fn thousands(n: f64) -> String {
 impl Report {
     /// The table `tidings bench` prints.
     pub(crate) fn table(&self) -> String {
+        let mut out = self.header();
+        for t in &self.transports {
+            out.push_str(&t.rows());
+        }
+        out
+    }
+
+    /// The lines above the rows: the run and the column names.
+    pub(crate) fn header(&self) -> String {
         use std::fmt::Write as _;
 
         let mut out = String::new();
@@ -175,54 +184,63 @@ impl Report {
             "{:<10} {:<16} {:>14} {:>14} {:>22}",
             "transport", "case", "raw", "tidings", "tidings/raw (q1–q3)"
         );
-        for t in &self.transports {
-            for (case, paired) in [
-                ("publish", &t.publish),
-                ("consume", &t.consume),
-                ("end-to-end", &t.end_to_end),
+        out
+    }
+}
+
+impl TransportReport {
+    /// This transport's rows of the table.
+    pub(crate) fn rows(&self) -> String {
+        use std::fmt::Write as _;
+
+        let mut out = String::new();
+        let t = self;
+        for (case, paired) in [
+            ("publish", &t.publish),
+            ("consume", &t.consume),
+            ("end-to-end", &t.end_to_end),
+        ] {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<16} {:>12}/s {:>12}/s {:>9.0}% ({:.0}–{:.0}%)",
+                t.transport,
+                case,
+                thousands(paired.raw_median),
+                thousands(paired.tidings_median),
+                paired.ratio_median * 100.0,
+                paired.ratio_q1 * 100.0,
+                paired.ratio_q3 * 100.0
+            );
+        }
+        if let Some(l) = &t.latency {
+            for (case, raw, tidings) in [
+                ("latency p50", l.raw.p50_ms, l.tidings.p50_ms),
+                ("latency p99", l.raw.p99_ms, l.tidings.p99_ms),
+                ("latency p999", l.raw.p999_ms, l.tidings.p999_ms),
             ] {
                 let _ = writeln!(
                     out,
-                    "{:<10} {:<16} {:>12}/s {:>12}/s {:>9.0}% ({:.0}–{:.0}%)",
+                    "{:<10} {:<16} {:>11.2} ms {:>11.2} ms {:>11} at {}/s",
                     t.transport,
                     case,
-                    thousands(paired.raw_median),
-                    thousands(paired.tidings_median),
-                    paired.ratio_median * 100.0,
-                    paired.ratio_q1 * 100.0,
-                    paired.ratio_q3 * 100.0
+                    raw,
+                    tidings,
+                    "",
+                    thousands(l.rate)
                 );
             }
-            if let Some(l) = &t.latency {
-                for (case, raw, tidings) in [
-                    ("latency p50", l.raw.p50_ms, l.tidings.p50_ms),
-                    ("latency p99", l.raw.p99_ms, l.tidings.p99_ms),
-                    ("latency p999", l.raw.p999_ms, l.tidings.p999_ms),
-                ] {
-                    let _ = writeln!(
-                        out,
-                        "{:<10} {:<16} {:>11.2} ms {:>11.2} ms {:>11} at {}/s",
-                        t.transport,
-                        case,
-                        raw,
-                        tidings,
-                        "",
-                        thousands(l.rate)
-                    );
-                }
-            }
-            if let Some(m) = &t.memory {
-                let _ = writeln!(
-                    out,
-                    "{:<10} {:<16} {:>10.1} MiB {:>10.1} MiB {:>9.0}% backlog {}",
-                    t.transport,
-                    "consumer RSS",
-                    m.raw_peak_rss_mib,
-                    m.tidings_peak_rss_mib,
-                    m.tidings_peak_rss_mib / m.raw_peak_rss_mib * 100.0,
-                    thousands(m.backlog as f64)
-                );
-            }
+        }
+        if let Some(m) = &t.memory {
+            let _ = writeln!(
+                out,
+                "{:<10} {:<16} {:>10.1} MiB {:>10.1} MiB {:>9.0}% backlog {}",
+                t.transport,
+                "consumer RSS",
+                m.raw_peak_rss_mib,
+                m.tidings_peak_rss_mib,
+                m.tidings_peak_rss_mib / m.raw_peak_rss_mib * 100.0,
+                thousands(m.backlog as f64)
+            );
         }
         out
     }

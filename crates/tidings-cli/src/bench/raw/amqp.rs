@@ -16,6 +16,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
+use super::cloudevent;
 use crate::bench::event::Orders;
 use crate::bench::side::{Consumer, PREFETCH, Side};
 use crate::bench::tally::Tally;
@@ -100,7 +101,8 @@ impl Amqp {
 impl Side for Amqp {
     async fn publish(&self, orders: &Orders, range: Range<usize>) -> anyhow::Result<()> {
         let mut confirms = Vec::with_capacity(range.len());
-        for body in &orders.bodies[range] {
+        for order in &orders.events[range] {
+            let body = cloudevent::encode(order).body;
             confirms.push(
                 self.channel
                     .basic_publish(
@@ -110,7 +112,7 @@ impl Side for Amqp {
                             mandatory: true,
                             ..BasicPublishOptions::default()
                         },
-                        body,
+                        &body,
                         self.properties.clone(),
                     )
                     .await?,
@@ -143,6 +145,7 @@ impl Side for Amqp {
                     .next()
                     .await
                     .context("the consumer was cancelled")??;
+                cloudevent::decode(&delivery.data)?;
                 tally.hit();
                 unacked += 1;
                 if unacked == ACK_EVERY || tally.is_complete() {

@@ -1,13 +1,16 @@
 //! The raw clients' sides: what a team writes by hand with the broker's own client library,
-//! the best way that library allows, moving the very bytes tidings sends.
+//! the best way that library allows, moving the same CloudEvents JSON that tidings sends.
 //!
 //! Each does the same durable work tidings does (persistent messages and publisher confirms,
-//! explicit acknowledgements, a consumer prefetch of [`PREFETCH`](super::side::PREFETCH)) and
-//! nothing more: it never decodes what it receives, so the ratio tidings/raw charges tidings
-//! for its envelope, routing, decoding, validation and de-duplication.
+//! explicit acknowledgements, a consumer prefetch of [`PREFETCH`](super::side::PREFETCH)),
+//! and the least an application does with an event: it encodes each order as it publishes it
+//! and decodes each one it receives ([`cloudevent`]). Nothing more: the ratio tidings/raw
+//! charges tidings for its envelope, routing, schema validation, de-duplication, retries,
+//! tracing and dispatch to typed handlers.
 
 pub(crate) mod amqp;
 pub(crate) mod channel;
+pub(crate) mod cloudevent;
 pub(crate) mod nats;
 pub(crate) mod postgres;
 pub(crate) mod redis;

@@ -12,6 +12,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::StreamExt as _;
 
+use super::cloudevent;
 use crate::bench::event::Orders;
 use crate::bench::side::{Consumer, PREFETCH, Side};
 use crate::bench::tally::Tally;
@@ -66,15 +67,13 @@ impl Nats {
 impl Side for Nats {
     async fn publish(&self, orders: &Orders, range: Range<usize>) -> anyhow::Result<()> {
         let mut acks = Vec::with_capacity(range.len());
-        for (body, envelope) in orders.bodies[range.clone()]
-            .iter()
-            .zip(&orders.envelopes[range])
-        {
+        for order in &orders.events[range] {
+            let cloudevent::Encoded { id, body } = cloudevent::encode(order);
             let mut headers = HeaderMap::new();
-            headers.insert(NATS_MESSAGE_ID, envelope.id.as_str());
+            headers.insert(NATS_MESSAGE_ID, id.as_str());
             acks.push(
                 self.js
-                    .publish_with_headers(SUBJECT, headers, body.clone())
+                    .publish_with_headers(SUBJECT, headers, body.into())
                     .await?,
             );
         }
@@ -99,6 +98,7 @@ impl Side for Nats {
                     .await
                     .context("the pull consumer ended")?
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                cloudevent::decode(&message.payload)?;
                 tally.hit();
                 message.ack().await.map_err(|e| anyhow::anyhow!("{e}"))?;
             }

@@ -1,7 +1,7 @@
-//! PostgreSQL with raw sqlx: the same table and indexes as tidings' queue, a batch inserted
-//! with one `INSERT … SELECT unnest(…)` that notifies the consumers, and a consumer that
-//! leases 256 rows at a time (`FOR UPDATE SKIP LOCKED`), deletes them in one statement once
-//! handled, and sleeps on `LISTEN` when there is nothing.
+//! PostgreSQL with raw sqlx: tidings' queue table, made by tidings' own migrations in a schema
+//! of its own; a batch inserted with one `INSERT … SELECT unnest(…)` that notifies the
+//! consumers, and a consumer that leases 256 rows at a time (`FOR UPDATE SKIP LOCKED`),
+//! deletes them in one statement once handled, and sleeps on `LISTEN` when there is nothing.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -12,29 +12,21 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 
+use super::cloudevent;
 use crate::bench::event::{Orders, TOPIC};
 use crate::bench::side::{Consumer, PREFETCH, Side};
 use crate::bench::tally::Tally;
 
 const CHANNEL: &str = "tidings_bench_raw";
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tidings_bench_raw (
-    id               BIGSERIAL PRIMARY KEY,
-    subscription     TEXT NOT NULL,
-    topic            TEXT NOT NULL,
-    content_type     TEXT,
-    body             BYTEA NOT NULL,
-    published_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
-    visible_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
-    lease_token      BIGINT,
-    attempts         INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS tidings_bench_raw_queue ON tidings_bench_raw (subscription, id);
-CREATE INDEX IF NOT EXISTS tidings_bench_raw_visible ON tidings_bench_raw (subscription, visible_at);
-CREATE INDEX IF NOT EXISTS tidings_bench_raw_lease ON tidings_bench_raw (lease_token)
-    WHERE lease_token IS NOT NULL;
-";
+/// The schema the raw side's queue lives in, apart from tidings' own.
+const SCHEMA: &str = "tidings_bench_raw";
+
+/// `url` with its connections' `search_path` set to [`SCHEMA`].
+fn in_schema(url: &str) -> String {
+    let join = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{join}options=-csearch_path%3D{SCHEMA}")
+}
 
 /// Raw sqlx on a pool of its own.
 pub(crate) struct Postgres {
@@ -45,14 +37,32 @@ pub(crate) struct Postgres {
 impl Postgres {
     /// Connects; `fresh` empties what an interrupted run left in the table.
     pub(crate) async fn connect(url: &str, fresh: bool) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
+        // tidings' queue migrations make the raw side's table, in a schema of its own, so
+        // that both sides write the very same rows and indexes.
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
             .connect(url)
             .await
             .context("raw sqlx: connecting to PostgreSQL")?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        sqlx::query("CREATE SCHEMA IF NOT EXISTS tidings_bench_raw")
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        let url = in_schema(url);
+        let migrated = tidings::postgres::PgTransport::connect(
+            tidings::postgres::PgConfig::new(&url).max_connections(2),
+        )
+        .await
+        .context("creating the raw side's queue with tidings' migrations")?;
+        tidings::transport::Publisher::close(&migrated).await?;
+        drop(migrated);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&url)
+            .await
+            .context("raw sqlx: connecting to PostgreSQL")?;
         if fresh {
-            sqlx::query("TRUNCATE tidings_bench_raw")
+            sqlx::query("DELETE FROM tidings_messages")
                 .execute(&pool)
                 .await?;
         }
@@ -69,10 +79,13 @@ impl Postgres {
 impl Side for Postgres {
     async fn publish(&self, orders: &Orders, range: Range<usize>) -> anyhow::Result<()> {
         let n = range.len();
-        let bodies: Vec<&[u8]> = orders.bodies[range].iter().map(|b| &b[..]).collect();
+        let bodies: Vec<Vec<u8>> = orders.events[range]
+            .iter()
+            .map(|order| cloudevent::encode(order).body)
+            .collect();
         sqlx::query(
             "WITH stored AS ( \
-                 INSERT INTO tidings_bench_raw (subscription, topic, content_type, body) \
+                 INSERT INTO tidings_messages (subscription, topic, content_type, body) \
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) \
                  RETURNING subscription) \
              SELECT pg_notify($5, subscription) FROM (SELECT DISTINCT subscription FROM stored) s",
@@ -95,10 +108,10 @@ impl Side for Postgres {
             while !tally.is_complete() {
                 let token = tokens.fetch_add(1, Ordering::Relaxed);
                 let claimed: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                    "UPDATE tidings_bench_raw m \
+                    "UPDATE tidings_messages m \
                      SET lease_token = $1, visible_at = now() + interval '30 seconds', \
                          attempts = m.attempts + 1 \
-                     FROM (SELECT id FROM tidings_bench_raw \
+                     FROM (SELECT id FROM tidings_messages \
                            WHERE subscription = 'bench' AND visible_at <= now() \
                            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) ready \
                      WHERE m.id = ready.id \
@@ -112,10 +125,11 @@ impl Side for Postgres {
                     let _ = tokio::time::timeout(Duration::from_millis(100), listener.recv()).await;
                     continue;
                 }
-                for _ in &claimed {
+                for (_, body) in &claimed {
+                    cloudevent::decode(body)?;
                     tally.hit();
                 }
-                sqlx::query("DELETE FROM tidings_bench_raw WHERE lease_token = $1")
+                sqlx::query("DELETE FROM tidings_messages WHERE lease_token = $1")
                     .bind(token)
                     .execute(&pool)
                     .await?;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamReadReply;
+use redis::streams::{StreamId, StreamReadReply};
 
-use crate::bench::event::Orders;
+use super::cloudevent;
+use crate::bench::event::{Orders, TOPIC};
 use crate::bench::side::{Consumer, PREFETCH, Side};
 use crate::bench::tally::Tally;
 
@@ -52,19 +53,17 @@ impl Redis {
 impl Side for Redis {
     async fn publish(&self, orders: &Orders, range: Range<usize>) -> anyhow::Result<()> {
         let mut pipe = redis::pipe();
-        for (body, envelope) in orders.bodies[range.clone()]
-            .iter()
-            .zip(&orders.envelopes[range])
-        {
+        for order in &orders.events[range] {
+            let body = cloudevent::encode(order).body;
             pipe.cmd("XADD")
                 .arg(STREAM)
                 .arg("*")
                 .arg("topic")
-                .arg(&envelope.ty)
+                .arg(TOPIC)
                 .arg("content_type")
                 .arg("application/cloudevents+json")
                 .arg("body")
-                .arg(&body[..])
+                .arg(body)
                 .ignore();
         }
         let _: () = pipe.query_async(&mut self.writer.clone()).await?;
@@ -89,17 +88,21 @@ impl Side for Redis {
                     .arg(">")
                     .query_async(&mut reader)
                     .await?;
-                let ids: Vec<String> = reply
+                let entries: Vec<StreamId> = reply
                     .map(|r| r.keys)
                     .unwrap_or_default()
                     .into_iter()
-                    .flat_map(|k| k.ids.into_iter().map(|id| id.id))
+                    .flat_map(|k| k.ids)
                     .collect();
-                if ids.is_empty() {
+                if entries.is_empty() {
                     continue;
                 }
-                for _ in &ids {
+                let mut ids = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    let body: Vec<u8> = entry.get("body").context("an entry without a body")?;
+                    cloudevent::decode(&body)?;
                     tally.hit();
+                    ids.push(entry.id);
                 }
                 let _: () = redis::pipe()
                     .cmd("XACK")

@@ -1,7 +1,8 @@
-//! SQLite with raw sqlx: the same table, indexes and pragmas as the embedded store (WAL,
-//! `synchronous=FULL`), a batch inserted in one transaction, and a consumer that leases 256
-//! rows at a time with one `UPDATE … RETURNING` and deletes them in one statement once
-//! handled. Its publishes wake it in-process, as the store's do.
+//! SQLite with raw sqlx: the embedded store's tables, made by its own migrations in a database
+//! of its own, and the same pragmas (WAL, `synchronous=FULL`); a batch inserted in one
+//! transaction, and a consumer that leases 256 rows at a time with one `UPDATE … RETURNING`
+//! and deletes them in one statement once handled. Its publishes wake it in-process, as the
+//! store's do.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -14,28 +15,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions as _, Connection as _};
 use tokio::sync::{Mutex, Notify};
 
+use super::cloudevent;
 use crate::bench::event::{Orders, TOPIC};
 use crate::bench::side::{Consumer, PREFETCH, Side};
 use crate::bench::tally::Tally;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS messages (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    subscription     TEXT NOT NULL,
-    topic            TEXT NOT NULL,
-    content_type     TEXT,
-    body             BLOB NOT NULL,
-    published_at     INTEGER NOT NULL,
-    visible_at       INTEGER NOT NULL,
-    lease_token      INTEGER,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    acked_at         INTEGER
-);
-CREATE INDEX IF NOT EXISTS messages_pending ON messages (subscription, id)
-    WHERE acked_at IS NULL;
-CREATE INDEX IF NOT EXISTS messages_lease ON messages (lease_token)
-    WHERE lease_token IS NOT NULL;
-";
 
 /// Where the benchmark keeps its two databases: a directory the user named, or a temporary
 /// one removed afterwards.
@@ -85,6 +68,14 @@ pub(crate) struct Sqlite {
 impl Sqlite {
     /// Opens the database; `fresh` empties what an interrupted run left in it.
     pub(crate) async fn open(files: Files, fresh: bool) -> anyhow::Result<Self> {
+        // tidings' store migrations make the raw side's tables, in a database of its own,
+        // so that both sides write the very same rows and indexes.
+        let migrated =
+            tidings::sqlite::SqliteTransport::open(tidings::sqlite::SqliteConfig::new(files.raw()))
+                .await
+                .context("creating the raw side's tables with tidings' migrations")?;
+        tidings::transport::Publisher::close(&migrated).await?;
+        drop(migrated);
         let mut conn = SqliteConnectOptions::new()
             .filename(files.raw())
             .create_if_missing(true)
@@ -93,9 +84,8 @@ impl Sqlite {
             .connect()
             .await
             .context("raw sqlx: opening the database")?;
-        sqlx::raw_sql(SCHEMA).execute(&mut conn).await?;
         if fresh {
-            sqlx::query("DELETE FROM messages")
+            sqlx::query("DELETE FROM tidings_messages")
                 .execute(&mut conn)
                 .await?;
         }
@@ -118,16 +108,17 @@ impl Side for Sqlite {
         let mut conn = self.conn.lock().await;
         let mut tx = conn.begin().await?;
         let now = now_ms();
-        for body in &orders.bodies[range] {
+        for order in &orders.events[range] {
+            let body = cloudevent::encode(order).body;
             sqlx::query(
-                "INSERT INTO messages \
+                "INSERT INTO tidings_messages \
                  (subscription, topic, content_type, body, published_at, visible_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind("bench")
             .bind(TOPIC)
             .bind("application/cloudevents+json")
-            .bind(&body[..])
+            .bind(body)
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -149,9 +140,9 @@ impl Side for Sqlite {
                 let token = tokens.fetch_add(1, Ordering::Relaxed);
                 let now = now_ms();
                 let claimed: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                    "UPDATE messages \
+                    "UPDATE tidings_messages \
                      SET lease_token = ?1, visible_at = ?2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM messages \
+                     WHERE id IN (SELECT id FROM tidings_messages \
                          WHERE subscription = 'bench' AND acked_at IS NULL AND visible_at <= ?3 \
                          ORDER BY id LIMIT ?4) \
                      RETURNING id, body",
@@ -167,10 +158,11 @@ impl Side for Sqlite {
                         tokio::time::timeout(Duration::from_millis(50), published.notified()).await;
                     continue;
                 }
-                for _ in &claimed {
+                for (_, body) in &claimed {
+                    cloudevent::decode(body)?;
                     tally.hit();
                 }
-                sqlx::query("DELETE FROM messages WHERE lease_token = ?")
+                sqlx::query("DELETE FROM tidings_messages WHERE lease_token = ?")
                     .bind(token)
                     .execute(&mut *conn.lock().await)
                     .await?;
