@@ -62,8 +62,10 @@ pub struct MemoryInbox {
 
 #[derive(Debug, Default)]
 struct Window {
-    /// The keys, each shared with its place in `order` rather than copied there.
-    keys: HashSet<Arc<InboxKey>>,
+    /// The keys, each shared with its place in `order` rather than copied there. Hashed with
+    /// aHash, randomly keyed per process as SipHash is (ids come from the wire, so the hash
+    /// must resist chosen collisions) at a fraction of SipHash's cost per event.
+    keys: HashSet<Arc<InboxKey>, ahash::RandomState>,
     order: VecDeque<Arc<InboxKey>>,
 }
 

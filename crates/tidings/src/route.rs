@@ -77,8 +77,14 @@ impl<T: DomainEvent, H> Typed<T, H> {
                     error.instance_path()
                 )));
             }
-            return tidings_core::event::from_value::<T>(data)
-                .map_err(|e| classify::undecodable_data(&e));
+            // Moved out of the value, strings and all. Only data that does not fit is upcast
+            // again, to find the path of the field at fault.
+            return match T::deserialize(data) {
+                Ok(event) => Ok(event),
+                Err(_) => tidings_core::event::upcast::<T>(envelope)
+                    .and_then(tidings_core::event::from_value::<T>)
+                    .map_err(|e| classify::undecodable_data(&e)),
+            };
         }
         tidings_core::event::decode::<T>(envelope).map_err(|e| classify::undecodable_data(&e))
     }

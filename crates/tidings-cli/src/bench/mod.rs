@@ -126,13 +126,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let redacted = tidings::broker_url::BrokerUrl::new(url).redacted();
         match measure(&args, url, &progress).await {
             Ok(measured) => {
-                if !args.json {
-                    let rows = measured.rows();
-                    if progress.is_hidden() {
-                        eprint!("{rows}");
-                    } else {
-                        progress.println(rows.trim_end());
-                    }
+                // On standard error, so that `--json` output stays JSON.
+                let rows = measured.rows();
+                if progress.is_hidden() {
+                    eprint!("{rows}");
+                } else {
+                    progress.println(rows.trim_end());
                 }
                 report.transports.push(measured);
             }
