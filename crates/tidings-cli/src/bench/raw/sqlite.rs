@@ -143,6 +143,7 @@ impl Side for Sqlite {
                     "UPDATE tidings_messages \
                      SET lease_token = ?1, visible_at = ?2, attempts = attempts + 1 \
                      WHERE id IN (SELECT id FROM tidings_messages \
+                         INDEXED BY tidings_messages_pending \
                          WHERE subscription = 'bench' AND acked_at IS NULL AND visible_at <= ?3 \
                          ORDER BY id LIMIT ?4) \
                      RETURNING id, body",
