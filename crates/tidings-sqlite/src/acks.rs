@@ -54,39 +54,46 @@ impl Acks {
             pending.len() == 1
         };
         if first {
-            // What the job takes stays reachable here, so that if its batch does not commit,
-            // every ack that rode along learns why, not only this one.
-            let taken: Arc<Mutex<Vec<Pending>>> = Arc::default();
-            let (acks, job_taken) = (self.clone(), taken.clone());
-            let settled = writer
-                .submit(move |batch| {
-                    Box::pin(async move {
-                        let pairs = {
-                            let mut pending = acks.pending.lock().expect("acks lock");
-                            let pairs: Vec<[i64; 2]> =
-                                pending.iter().map(|p| [p.id, p.token]).collect();
-                            *job_taken.lock().expect("acks lock") = std::mem::take(&mut *pending);
-                            pairs
-                        };
-                        settle(&mut batch.conn, retain, &pairs).await
-                    })
-                })
-                .await;
-            let taken = std::mem::take(&mut *taken.lock().expect("acks lock"));
-            match &settled {
-                Ok(acked) => {
-                    for p in taken {
-                        let _ = p.done.send(Ok(acked.contains(&p.id)));
-                    }
-                }
-                Err(error) => {
-                    for p in taken {
-                        let _ = p.done.send(Err(error.echo()));
-                    }
-                }
-            }
+            // On a task of its own, so that the acks riding along are answered even if this
+            // one's caller stops waiting.
+            tokio::spawn(self.clone().flush(writer.clone(), retain));
         }
         outcome.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Submits one writer job settling every ack queued by the time it runs, and answers
+    /// each of them once its batch has committed, or failed.
+    async fn flush(self: Arc<Self>, writer: Writer, retain: bool) {
+        // What the job takes stays reachable here (`None` until the job runs), so that
+        // however the batch fails, every ack waiting learns why.
+        let taken: Arc<Mutex<Option<Vec<Pending>>>> = Arc::default();
+        let (acks, job_taken) = (self.clone(), taken.clone());
+        let settled = writer
+            .submit(move |batch| {
+                Box::pin(async move {
+                    let pairs = {
+                        let mut pending = acks.pending.lock().expect("acks lock");
+                        let pairs: Vec<[i64; 2]> =
+                            pending.iter().map(|p| [p.id, p.token]).collect();
+                        *job_taken.lock().expect("acks lock") = Some(std::mem::take(&mut *pending));
+                        pairs
+                    };
+                    settle(&mut batch.conn, retain, &pairs).await
+                })
+            })
+            .await;
+        // Not taken: the batch failed before the job ran, and every ack queued so far is
+        // still in `pending`. No other flush starts while `pending` is not empty, so taking
+        // them here races with nothing.
+        let taken = taken.lock().expect("acks lock").take();
+        let taken =
+            taken.unwrap_or_else(|| std::mem::take(&mut *self.pending.lock().expect("acks lock")));
+        for p in taken {
+            let _ = p.done.send(match &settled {
+                Ok(acked) => Ok(acked.contains(&p.id)),
+                Err(error) => Err(error.echo()),
+            });
+        }
     }
 }
 

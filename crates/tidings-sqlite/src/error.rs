@@ -82,8 +82,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// The same failure again, for the other callers a shared statement failed for: the
-    /// kinds callers act on (full, busy, closed) are kept, the rest carry the message.
+    /// The same failure again, for every caller a shared batch or statement failed for
+    /// (errors are not `Clone`, sqlx's are not): the kinds callers act on (full, busy,
+    /// closed) are kept, the rest carry the message.
     pub(crate) fn echo(&self) -> Self {
         match self {
             Self::Full => Self::Full,

@@ -83,23 +83,13 @@ impl<T: Send + 'static> Job for Task<T> {
     fn finish(mut self: Box<Self>, commit: &Result<()>) {
         let result = match (self.output.take(), commit) {
             (Some(Err(e)), _) => Err(e),
-            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(copy_error(e)),
+            (Some(Ok(_)), Err(e)) | (None, Err(e)) => Err(e.echo()),
             (Some(Ok(v)), Ok(())) => Ok(v),
             (None, Ok(())) => Err(Error::Closed),
         };
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(result);
         }
-    }
-}
-
-/// Errors are not `Clone` (sqlx's are not); every job of a failed commit gets an equivalent.
-fn copy_error(error: &Error) -> Error {
-    match error {
-        Error::Full => Error::Full,
-        Error::Closed => Error::Closed,
-        Error::Busy(e) => Error::Busy(sqlx::Error::Protocol(e.to_string())),
-        other => Error::Database(sqlx::Error::Protocol(other.to_string())),
     }
 }
 

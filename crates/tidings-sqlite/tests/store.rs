@@ -358,3 +358,59 @@ async fn a_read_only_directory_is_a_clear_error() {
     assert!(matches!(error, Error::ReadOnly { .. }), "{error:?}");
     assert!(error.to_string().contains("read-only"), "{error}");
 }
+
+#[tokio::test]
+async fn acks_whose_batch_cannot_begin_all_learn_why_and_later_acks_still_settle() {
+    use sqlx::{ConnectOptions as _, Connection as _};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("events.db");
+    let store =
+        SqliteTransport::open(SqliteConfig::new(&path).busy_timeout(Duration::from_millis(300)))
+            .await
+            .expect("open");
+    let mut stream = store.subscribe(&spec()).await.expect("subscribe");
+    let batch: Vec<_> = (0..4).map(|seq| order(seq, 0)).collect();
+    store.publish_batch(&batch).await.expect("publish");
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(
+            recv(&mut stream, Duration::from_secs(5))
+                .await
+                .expect("a delivery"),
+        );
+    }
+
+    // Another process holds the write lock for longer than the store's busy timeout: the
+    // batch the acks ride in cannot even begin.
+    let mut other = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .connect()
+        .await
+        .expect("another connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("write lock");
+    let last = held.pop().expect("four");
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures::future::join_all(held.into_iter().map(|d| d.ack())),
+    )
+    .await
+    .expect("every ack is answered, none waits for ever");
+    for outcome in refused {
+        let error = outcome.expect_err("the batch did not commit");
+        assert!(error.to_string().contains("busy"), "{error}");
+    }
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release");
+    other.close().await.expect("close");
+    tokio::time::timeout(Duration::from_secs(10), last.ack())
+        .await
+        .expect("a later ack is not stuck behind the failed ones")
+        .expect("and settles");
+}

@@ -261,7 +261,9 @@ impl Bus {
 
     /// Publishes typed events as one batch, with confirms pipelined where the transport can.
     pub async fn publish_batch<T: DomainEvent>(&self, events: &[T]) -> Result<()> {
-        self.register_as(Registration::of::<T>(), Role::Published)?;
+        if !events.is_empty() {
+            self.register_as(Registration::of::<T>(), Role::Published)?;
+        }
         let envelopes = events
             .iter()
             .map(|e| self.envelope_of_registered(e))

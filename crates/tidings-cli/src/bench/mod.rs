@@ -123,25 +123,15 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // that fails does not cost the others: a long run cut short keeps what it measured.
     let mut failed = Vec::new();
     for url in &urls {
-        let redacted = tidings::broker_url::BrokerUrl::new(url).redacted();
         match measure(&args, url, &progress).await {
             Ok(measured) => {
                 // On standard error, so that `--json` output stays JSON.
-                let rows = measured.rows();
-                if progress.is_hidden() {
-                    eprint!("{rows}");
-                } else {
-                    progress.println(rows.trim_end());
-                }
+                print_above(&progress, measured.rows().trim_end());
                 report.transports.push(measured);
             }
             Err(error) => {
-                let line = format!("{redacted}: not measured: {error:#}");
-                if progress.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    progress.println(&line);
-                }
+                let redacted = tidings::broker_url::BrokerUrl::new(url).redacted();
+                print_above(&progress, &format!("{redacted}: not measured: {error:#}"));
                 failed.push(redacted);
             }
         }
@@ -168,6 +158,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         failed.join(", ")
     );
     Ok(())
+}
+
+/// Prints `text` on standard error above the spinner, or on a line of its own when standard
+/// error is not a terminal (a CI log, where the spinner is hidden).
+fn print_above(progress: &ProgressBar, text: &str) {
+    if progress.is_hidden() {
+        eprintln!("{text}");
+    } else {
+        progress.println(text);
+    }
 }
 
 /// Sets up the transport `url` names beside its raw client and measures both.

@@ -141,8 +141,8 @@ impl Envelope {
         };
         // serde_json alone first: tracking the path of every field costs as much as the
         // parse, and is only needed to say where it failed, so it runs only then.
-        serde_json::from_str(text).map_err(|error| {
-            DataError::located::<T, _>(&error, || {
+        serde_json::from_str(text).or_else(|_| {
+            DataError::located(|| {
                 serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
             })
         })
@@ -173,24 +173,19 @@ pub enum DataError {
 }
 
 impl DataError {
-    /// `error`, of a deserialization without path tracking, with the path of the offending
-    /// field found by running it again, `tracked`, with the tracking on. Tracking every
-    /// field costs about as much as the parse, so the fast path leaves it off and pays for
-    /// it only when the data does not fit.
+    /// After a deserialization without path tracking failed: runs it again, `tracked`, with
+    /// the tracking on, for the path of the offending field. Tracking every field costs
+    /// about as much as the parse, so the fast path leaves it off and pays for it only when
+    /// the data does not fit.
+    ///
+    /// Should the tracked run succeed (a `Deserialize` that reads a value moved out of a
+    /// `Value` but not a borrowed one, say), its result stands.
     pub(crate) fn located<T, E: std::fmt::Display>(
-        error: &dyn std::fmt::Display,
         tracked: impl FnOnce() -> Result<T, serde_path_to_error::Error<E>>,
-    ) -> Self {
-        match tracked() {
-            Err(e) => DataError::Invalid {
-                path: e.path().to_string(),
-                message: e.into_inner().to_string(),
-            },
-            // A `Deserialize` that failed once and not again: no path to give.
-            Ok(_) => DataError::Invalid {
-                path: ".".to_owned(),
-                message: error.to_string(),
-            },
-        }
+    ) -> Result<T, Self> {
+        tracked().map_err(|e| DataError::Invalid {
+            path: e.path().to_string(),
+            message: e.into_inner().to_string(),
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! In memory: a tokio channel carrying the decoded orders themselves, the floor under any
-//! in-process bus (tidings' memory transport encodes, routes, decodes and validates them).
+//! in-process bus (tidings, on its memory transport, serializes each order into an envelope,
+//! routes it, and decodes and validates it for the handler).
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -111,12 +111,16 @@ pub(crate) async fn pair(url: &str, fresh: bool) -> anyhow::Result<Pair> {
                  postgres://, amqp://, nats://, redis://)"
             ),
         };
+    let tidings = TidingsSide::new(tidings, fresh).await?;
+    if fresh && transport == "postgres" {
+        postgres::vacuum(url).await?;
+    }
     Ok(Pair {
         transport,
         url: redacted,
         reopen,
         raw_client,
         raw,
-        tidings: Arc::new(TidingsSide::new(tidings, fresh).await?),
+        tidings: Arc::new(tidings),
     })
 }
