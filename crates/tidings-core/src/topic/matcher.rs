@@ -1,5 +1,7 @@
 use std::collections::HashMap;
 
+use smallvec::SmallVec;
+
 use super::{Pattern, Word, words};
 
 /// Identifies a pattern inserted into a [`Matcher`].
@@ -26,6 +28,8 @@ pub struct EntryId(usize);
 pub struct Matcher<T> {
     nodes: Vec<Node>,
     entries: Vec<Option<(Pattern, T)>>,
+    /// Whether any pattern inserted has a `#`.
+    has_hash: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,6 +52,7 @@ impl<T> Matcher<T> {
         Self {
             nodes: vec![Node::default()],
             entries: Vec::new(),
+            has_hash: false,
         }
     }
 
@@ -59,7 +64,10 @@ impl<T> Matcher<T> {
             let child = match word {
                 Word::Literal(w) => *self.nodes[node].literal.entry(w.clone()).or_insert(next),
                 Word::Star => *self.nodes[node].star.get_or_insert(next),
-                Word::Hash => *self.nodes[node].hash.get_or_insert(next),
+                Word::Hash => {
+                    self.has_hash = true;
+                    *self.nodes[node].hash.get_or_insert(next)
+                }
             };
             if child == next {
                 self.nodes.push(Node::default());
@@ -130,14 +138,21 @@ impl<T> Matcher<T> {
 
     /// The entries whose pattern matches `key`, in insertion order, each once.
     pub fn matches(&self, key: &str) -> impl Iterator<Item = (EntryId, &T)> {
-        let words: Vec<&str> = words(key).collect();
+        // Runs once per delivery and per publish: topics are short, so the work lists live
+        // on the stack, and the visited set is needed only where a `#` can reach a node by
+        // two paths (without one, each node sits at one depth and is reached once).
+        let words: SmallVec<[&str; 8]> = words(key).collect();
         let n = words.len();
-        let mut seen = vec![false; self.nodes.len() * (n + 1)];
-        let mut stack = vec![(0usize, 0usize)];
-        let mut hits = Vec::new();
+        let mut seen = if self.has_hash {
+            vec![false; self.nodes.len() * (n + 1)]
+        } else {
+            Vec::new()
+        };
+        let mut stack: SmallVec<[(usize, usize); 16]> = SmallVec::new();
+        stack.push((0, 0));
+        let mut hits: SmallVec<[usize; 4]> = SmallVec::new();
         while let Some((node, pos)) = stack.pop() {
-            let slot = node * (n + 1) + pos;
-            if std::mem::replace(&mut seen[slot], true) {
+            if self.has_hash && std::mem::replace(&mut seen[node * (n + 1) + pos], true) {
                 continue;
             }
             let current = &self.nodes[node];
