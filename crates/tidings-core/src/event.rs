@@ -231,11 +231,9 @@ pub fn upcast<T: DomainEvent>(envelope: &Envelope) -> Result<serde_json::Value, 
 /// `data` (of `T`'s version) as a `T`; a field that does not fit is named by its path.
 pub fn from_value<T: DomainEvent>(data: serde_json::Value) -> Result<T, VersionError> {
     // By reference, so that the data is still there to find the path in if it does not fit.
-    T::deserialize(&data).or_else(|_| {
-        Ok(DataError::located(|| {
-            serde_path_to_error::deserialize(data)
-        })?)
-    })
+    T::deserialize(&data)
+        .or_else(|_| DataError::located(|| serde_path_to_error::deserialize(data)))
+        .map_err(VersionError::Data)
 }
 
 /// The version `envelope` was written in, if `T` reads it: not newer than `T`'s, and, when
