@@ -30,12 +30,24 @@ pub(crate) struct Route {
 /// With the `validate` feature (a default), the upcast data is also held to `T`'s JSON Schema
 /// ([`DomainEvent::data_schema`]) before it is deserialized, so that what serde alone lets
 /// through (a `#[schemars(range(min = 1))]`, a `length`, a `pattern`) is dead-lettered too,
-/// with the JSON pointer of the offending value.
+/// with the JSON pointer of the offending value. When the schema asserts nothing serde does
+/// not check too (types, required fields, enums, integer widths: see
+/// [`beyond_serde`](crate::schema::assertions::beyond_serde)), the data is deserialized
+/// straight from its text, and the schema is run only on data that does not fit, for the
+/// same pointer in the same words.
 pub(crate) struct Typed<T, H> {
     handler: H,
     #[cfg(feature = "validate")]
-    schema: Option<Arc<jsonschema::Validator>>,
+    schema: Option<Arc<Schema>>,
     _event: PhantomData<fn() -> T>,
+}
+
+/// A type's compiled JSON Schema.
+#[cfg(feature = "validate")]
+struct Schema {
+    validator: jsonschema::Validator,
+    /// Whether it asserts something deserializing does not check.
+    beyond_serde: bool,
 }
 
 impl<T, H: Clone> Clone for Typed<T, H> {
@@ -54,7 +66,7 @@ impl<T: DomainEvent, H> Typed<T, H> {
         Self {
             handler,
             #[cfg(feature = "validate")]
-            schema: validator::<T>(),
+            schema: schema::<T>(),
             _event: PhantomData,
         }
     }
@@ -63,46 +75,73 @@ impl<T: DomainEvent, H> Typed<T, H> {
     fn data(&self, envelope: &Envelope) -> Result<T, Disposition> {
         #[cfg(feature = "validate")]
         if let Some(schema) = &self.schema {
-            let data = tidings_core::event::upcast::<T>(envelope)
-                .map_err(|e| classify::undecodable_data(&e))?;
-            // `is_valid` stops at the first failure without building errors; only invalid
-            // data pays for finding what is wrong with it.
-            if !schema.is_valid(&data)
-                && let Some(error) = schema.iter_errors(&data).next()
+            // Parsing the data into a `Value` for the validator, then into `T`, costs twice
+            // what deserializing it does; when the schema adds nothing to that, only data
+            // that does not fit pays for it, to be told where in the schema's words.
+            if !schema.beyond_serde
+                && let Ok(event) = tidings_core::event::decode::<T>(envelope)
             {
-                return Err(classify::schema_violation(format!(
-                    "event data does not match the schema of {} v{} at `{}`: {error}",
-                    T::NAME,
-                    T::VERSION,
-                    error.instance_path()
-                )));
+                return Ok(event);
             }
-            // Moved out of the value, strings and all. Only data that does not fit is upcast
-            // again, to find the path of the field at fault.
-            return match T::deserialize(data) {
-                Ok(event) => Ok(event),
-                Err(_) => tidings_core::event::upcast::<T>(envelope)
-                    .and_then(tidings_core::event::from_value::<T>)
-                    .map_err(|e| classify::undecodable_data(&e)),
-            };
+            return validated::<T>(&schema.validator, envelope);
         }
         tidings_core::event::decode::<T>(envelope).map_err(|e| classify::undecodable_data(&e))
     }
 }
 
-/// `T`'s schema, compiled once per route; none for a type without one. A schema the
-/// validator cannot compile is a bug in a hand-written `data_schema`: warned about, and the
-/// data is then held to serde alone.
+/// The data of `envelope` upcast to `T`'s version, held to `validator`, then read as a `T`.
 #[cfg(feature = "validate")]
-fn validator<T: DomainEvent>() -> Option<Arc<jsonschema::Validator>> {
+fn validated<T: DomainEvent>(
+    validator: &jsonschema::Validator,
+    envelope: &Envelope,
+) -> Result<T, Disposition> {
+    let data =
+        tidings_core::event::upcast::<T>(envelope).map_err(|e| classify::undecodable_data(&e))?;
+    // `is_valid` stops at the first failure without building errors; only invalid data pays
+    // for finding what is wrong with it.
+    if !validator.is_valid(&data)
+        && let Some(error) = validator.iter_errors(&data).next()
+    {
+        return Err(classify::schema_violation(format!(
+            "event data does not match the schema of {} v{} at `{}`: {error}",
+            T::NAME,
+            T::VERSION,
+            error.instance_path()
+        )));
+    }
+    // Moved out of the value, strings and all. Only data that does not fit is upcast again,
+    // to find the path of the field at fault.
+    match T::deserialize(data) {
+        Ok(event) => Ok(event),
+        Err(_) => tidings_core::event::upcast::<T>(envelope)
+            .and_then(tidings_core::event::from_value::<T>)
+            .map_err(|e| classify::undecodable_data(&e)),
+    }
+}
+
+/// `T`'s schema, compiled once per route; none for a type without one. A schema the validator
+/// cannot compile is a bug in a hand-written `data_schema`: warned about, and the data is
+/// then held to serde alone.
+#[cfg(feature = "validate")]
+fn schema<T: DomainEvent>() -> Option<Arc<Schema>> {
     let schema = T::data_schema()?;
-    match jsonschema::validator_for(schema.as_value()) {
-        Ok(validator) => Some(Arc::new(validator)),
+    let validator = match jsonschema::validator_for(schema.as_value()) {
+        Ok(validator) => validator,
         Err(error) => {
             tracing::warn!(event = T::NAME, %error, "the event's JSON Schema does not compile; its data is checked by deserializing alone");
-            None
+            return None;
         }
-    }
+    };
+    let beyond = crate::schema::assertions::beyond_serde(schema.as_value());
+    tracing::debug!(
+        event = T::NAME,
+        beyond_serde = beyond.as_deref().unwrap_or("nothing"),
+        "the data is validated before it is deserialized only when its schema asserts more than deserializing checks"
+    );
+    Some(Arc::new(Schema {
+        validator,
+        beyond_serde: beyond.is_some(),
+    }))
 }
 
 impl<T: DomainEvent, H: Handler<Event<T>>> Service<Handling> for Typed<T, H> {

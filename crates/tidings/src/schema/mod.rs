@@ -48,6 +48,8 @@
 //! or with the command line, on directories the application wrote:
 //! `tidings schema check --against schemas/ target/schemas/`.
 
+#[cfg(feature = "validate")]
+pub(crate) mod assertions;
 mod asyncapi;
 mod catalog;
 mod compat;
