@@ -11,7 +11,7 @@ use crate::routes::Entry;
 #[async_trait]
 impl Publisher for RedisTransport {
     /// Adds each event to the stream of every subscription whose patterns match its topic,
-    /// in one script per 500 events (atomic within it). `Ok` means Redis has them; whether
+    /// in one transaction per 500 events. `Ok` means Redis has them; whether
     /// they survive a Redis restart depends on its persistence (see `RedisConfig`).
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Result<(), TransportError> {
         let entries = envelopes

@@ -1,6 +1,6 @@
 //! Routing at publish time: the subscriptions' bindings, kept in Redis, matched here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tidings_core::topic::{Matcher, Pattern};
@@ -30,7 +30,7 @@ struct Table {
     matcher: Matcher<Arc<str>>,
 }
 
-/// Events added per script call, so that one call never holds Redis for long.
+/// Events added per transaction, so that one never holds Redis for long.
 const CHUNK: usize = 500;
 /// Attempts when the bindings keep changing under the publisher.
 const ATTEMPTS: usize = 10;
@@ -115,66 +115,133 @@ impl Inner {
         Ok(())
     }
 
+    /// Adds `entries` in one `MULTI`/`EXEC` transaction that also reads the bindings'
+    /// version, so the routes it used are known to have been current when it ran. If they
+    /// were not (a subscription was bound or removed since the table was read), the next
+    /// transaction, routed on the bindings read again, adds each entry where it is now
+    /// missing and deletes it where it no longer belongs, until a transaction runs on current
+    /// routes.
+    ///
+    /// A Lua script did this check and the additions in one step; it cost Redis three times
+    /// what the `XADD`s do (2.7 µs against 0.75 µs per event, `INFO commandstats`).
+    ///
+    /// `XADD … NOMKSTREAM`: a removed subscription's stream (deleted by `unbind`) is not made
+    /// again by a publisher whose routes are stale. A stream that is bound but missing (made
+    /// before streams were created ahead of their binding, or deleted by hand) is made, as
+    /// `XADD` always did, once a transaction has shown its binding current.
     async fn route_chunk(&self, entries: &[Entry]) -> Result<(), TransportError> {
+        let trim = self.trim();
+        let mut placed: Vec<Vec<Placement>> = entries.iter().map(|_| Vec::new()).collect();
+        // Bound streams found missing: made by the next transaction.
+        let mut make: HashSet<Arc<str>> = HashSet::new();
         for _ in 0..ATTEMPTS {
             let table = self.table().await?;
-            let mut streams: Vec<Arc<str>> = Vec::new();
-            let mut invocation = scripts::PUBLISH.key(self.keys.version());
-            invocation.arg(&table.version);
-            match self.config.trim {
-                None => invocation.arg("").arg(""),
-                Some(Trim::MaxLen(n)) => invocation.arg("MAXLEN").arg(n),
-                Some(Trim::MaxAge(age)) => {
-                    let since = chrono::Utc::now().timestamp_millis()
-                        - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-                    invocation.arg("MINID").arg(format!("{}-0", since.max(0)))
-                }
-            };
-            for entry in entries {
-                let mut targets: Vec<usize> = Vec::new();
-                for (_, subscription) in table.matcher.matches(&entry.topic) {
-                    let index = match streams.iter().position(|s| s == subscription) {
-                        Some(i) => i,
-                        None => {
-                            streams.push(subscription.clone());
-                            streams.len() - 1
-                        }
-                    };
-                    if !targets.contains(&index) {
-                        targets.push(index);
-                    }
-                }
-                if targets.is_empty() && self.config.require_route {
+            let mut transaction = redis::pipe();
+            transaction.atomic().get(self.keys.version());
+            let mut adding: Vec<(usize, Arc<str>)> = Vec::new();
+            for (index, entry) in entries.iter().enumerate() {
+                let wanted = table.targets(&entry.topic);
+                if wanted.is_empty() && self.config.require_route {
                     return Err(TransportError::Unroutable {
                         topic: entry.topic.clone(),
                     });
                 }
-                invocation.arg(targets.len());
-                for index in targets {
-                    // KEYS[1] is the version; streams follow, 1-based in Lua.
-                    invocation.arg(index + 2);
+                placed[index].retain(|placement| {
+                    let belongs = wanted.contains(&placement.subscription);
+                    if !belongs {
+                        transaction
+                            .cmd("XDEL")
+                            .arg(self.keys.stream(&placement.subscription))
+                            .arg(&placement.id)
+                            .ignore();
+                    }
+                    belongs
+                });
+                for subscription in wanted {
+                    if placed[index].iter().any(|p| p.subscription == subscription) {
+                        continue;
+                    }
+                    let add = transaction.cmd("XADD").arg(self.keys.stream(&subscription));
+                    if !make.contains(&subscription) {
+                        add.arg("NOMKSTREAM");
+                    }
+                    if let Some((strategy, threshold)) = &trim {
+                        add.arg(*strategy).arg("~").arg(threshold);
+                    }
+                    add.arg("*")
+                        .arg("topic")
+                        .arg(&entry.topic)
+                        .arg("content_type")
+                        .arg(&entry.content_type)
+                        .arg("body")
+                        .arg(&entry.body[..]);
+                    adding.push((index, subscription));
                 }
-                invocation
-                    .arg(&entry.topic)
-                    .arg(&entry.content_type)
-                    .arg(&entry.body[..]);
-            }
-            for subscription in &streams {
-                invocation.key(self.keys.stream(subscription));
             }
             let mut conn = self.conn.clone();
-            let added: i64 = invocation
-                .invoke_async(&mut conn)
+            let replies: Vec<redis::Value> = transaction
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| TransportError::from(self.error(&e, "publishing")))?;
-            if added >= 0 {
+            let unexpected = |e: redis::ParsingError| {
+                TransportError::from(self.error(&e.into(), "reading what publishing answered"))
+            };
+            let mut replies = replies.into_iter();
+            let version: Option<String> = match replies.next() {
+                Some(reply) => redis::from_redis_value(reply).map_err(unexpected)?,
+                None => None,
+            };
+            let mut missing = Vec::new();
+            for ((index, subscription), reply) in adding.into_iter().zip(replies) {
+                let id: Option<String> = redis::from_redis_value(reply).map_err(unexpected)?;
+                match id {
+                    Some(id) => placed[index].push(Placement { subscription, id }),
+                    None => missing.push(subscription),
+                }
+            }
+            if version.as_deref().unwrap_or("0") != table.version {
+                // The bindings changed since they were read: read them again.
+                *self.routes.cached.write().await = None;
+                continue;
+            }
+            if missing.is_empty() {
                 return Ok(());
             }
-            // The bindings changed since they were read: read them again.
-            *self.routes.cached.write().await = None;
+            make.extend(missing);
         }
         Err(TransportError::Refused(
             "the bindings kept changing while publishing; try again".to_owned(),
         ))
+    }
+
+    /// The `XADD` trimming arguments of the configured [`Trim`].
+    fn trim(&self) -> Option<(&'static str, String)> {
+        match self.config.trim? {
+            Trim::MaxLen(n) => Some(("MAXLEN", n.to_string())),
+            Trim::MaxAge(age) => {
+                let since = chrono::Utc::now().timestamp_millis()
+                    - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                Some(("MINID", format!("{}-0", since.max(0))))
+            }
+        }
+    }
+}
+
+/// Where one entry was added: the subscription and the entry's id in its stream.
+struct Placement {
+    subscription: Arc<str>,
+    id: String,
+}
+
+impl Table {
+    /// The subscriptions whose patterns match `topic`, each once.
+    fn targets(&self, topic: &str) -> Vec<Arc<str>> {
+        let mut targets: Vec<Arc<str>> = Vec::new();
+        for (_, subscription) in self.matcher.matches(topic) {
+            if !targets.contains(subscription) {
+                targets.push(subscription.clone());
+            }
+        }
+        targets
     }
 }

@@ -4,38 +4,6 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Routes events into subscription streams, provided the bindings did not change since the
-/// caller computed the routes (else returns -1 and adds nothing: the caller reloads them).
-///
-/// `KEYS[1]` the bindings version, `KEYS[2..]` the target streams. `ARGV[1]` the version the
-/// routes were computed from, `ARGV[2]` `""`, `MAXLEN` or `MINID`, `ARGV[3]` its threshold;
-/// then per event: the number of targets, their indexes in `KEYS`, topic, content type, body.
-pub(crate) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local version = redis.call('GET', KEYS[1]) or '0'
-if version ~= ARGV[1] then return -1 end
-local i, added = 4, 0
-while i <= #ARGV do
-  local n = tonumber(ARGV[i]); i = i + 1
-  local first = i; i = i + n
-  local topic, ctype, body = ARGV[i], ARGV[i + 1], ARGV[i + 2]; i = i + 3
-  for t = first, first + n - 1 do
-    local key = KEYS[tonumber(ARGV[t])]
-    if ARGV[2] == '' then
-      redis.call('XADD', key, '*', 'topic', topic, 'content_type', ctype, 'body', body)
-    else
-      redis.call('XADD', key, ARGV[2], '~', ARGV[3], '*',
-        'topic', topic, 'content_type', ctype, 'body', body)
-    end
-    added = added + 1
-  end
-end
-return added
-",
-    )
-});
-
 /// Adds patterns to a subscription's bindings; when anything changed, sets the version to a
 /// fresh token (a counter would start again at the same values after Redis lost its data,
 /// and a publisher's stale table could then pass for current). Returns the version.

@@ -79,13 +79,14 @@ impl Subscriber for RedisTransport {
 }
 
 impl Inner {
-    /// Binds `patterns` and creates the stream and its group (idempotent).
+    /// Creates the stream and its group, then binds `patterns` (idempotent). In that order:
+    /// publishers add to a stream only where it exists (`NOMKSTREAM`, so that a stale route
+    /// cannot bring back a removed subscription's), so it must be there once it is bound.
     pub(crate) async fn declare(
         &self,
         subscription: &str,
         patterns: &[Pattern],
     ) -> Result<(), Error> {
-        self.bind(subscription, patterns).await?;
         let mut conn = self.conn.clone();
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
@@ -97,10 +98,11 @@ impl Inner {
             .await;
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => {
-                Err(self.error(&e, "creating a consumer group"))
+                return Err(self.error(&e, "creating a consumer group"));
             }
-            _ => Ok(()),
+            _ => {}
         }
+        self.bind(subscription, patterns).await
     }
 }
 
