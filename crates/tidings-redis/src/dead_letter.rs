@@ -144,8 +144,8 @@ impl DeadLetters for RedisTransport {
             ReplayTarget::Topic(topic) => {
                 inner
                     .route(vec![Entry {
-                        topic,
-                        content_type,
+                        topic: &topic,
+                        content_type: &content_type,
                         body: fields.body.to_vec(),
                     }])
                     .await?;

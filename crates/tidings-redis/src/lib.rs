@@ -155,8 +155,8 @@ impl RedisTransport {
     ) -> std::result::Result<(), tidings_core::transport::TransportError> {
         self.inner
             .route(vec![routes::Entry {
-                topic: topic.to_owned(),
-                content_type: String::new(),
+                topic,
+                content_type: "",
                 body,
             }])
             .await

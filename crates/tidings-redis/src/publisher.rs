@@ -18,8 +18,8 @@ impl Publisher for RedisTransport {
             .iter()
             .map(|envelope| {
                 Ok(Entry {
-                    topic: envelope.topic().to_owned(),
-                    content_type: STRUCTURED_CONTENT_TYPE.to_owned(),
+                    topic: envelope.topic(),
+                    content_type: STRUCTURED_CONTENT_TYPE,
                     body: StructuredJson.encode(envelope)?,
                 })
             })

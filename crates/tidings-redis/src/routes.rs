@@ -9,12 +9,13 @@ use tokio::sync::RwLock;
 
 use crate::config::Trim;
 use crate::error::Error;
+use crate::keys::Keys;
 use crate::{Inner, scripts};
 
 /// One event to add, as stream fields.
-pub(crate) struct Entry {
-    pub(crate) topic: String,
-    pub(crate) content_type: String,
+pub(crate) struct Entry<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) content_type: &'a str,
     pub(crate) body: Vec<u8>,
 }
 
@@ -105,7 +106,7 @@ impl Inner {
     }
 
     /// Adds each entry to the streams of the subscriptions whose patterns match its topic.
-    pub(crate) async fn route(&self, entries: Vec<Entry>) -> Result<(), TransportError> {
+    pub(crate) async fn route(&self, entries: Vec<Entry<'_>>) -> Result<(), TransportError> {
         if self.closed.is_cancelled() {
             return Err(TransportError::Closed);
         }
@@ -129,7 +130,7 @@ impl Inner {
     /// again by a publisher whose routes are stale. A stream that is bound but missing (made
     /// before streams were created ahead of their binding, or deleted by hand) is made, as
     /// `XADD` always did, once a transaction has shown its binding current.
-    async fn route_chunk(&self, entries: &[Entry]) -> Result<(), TransportError> {
+    async fn route_chunk(&self, entries: &[Entry<'_>]) -> Result<(), TransportError> {
         let trim = self.trim();
         let mut placed: Vec<Vec<Placement>> = entries.iter().map(|_| Vec::new()).collect();
         // Bound streams found missing: made by the next transaction.
@@ -139,11 +140,17 @@ impl Inner {
             let mut transaction = redis::pipe();
             transaction.atomic().get(self.keys.version());
             let mut adding: Vec<(usize, Arc<str>)> = Vec::new();
+            // Batches are mostly of one topic: matched once per run of it.
+            let mut wanted: (&str, Vec<Arc<str>>) = ("", Vec::new());
+            let mut streams = Streams::default();
             for (index, entry) in entries.iter().enumerate() {
-                let wanted = table.targets(&entry.topic);
+                if index == 0 || wanted.0 != entry.topic {
+                    wanted = (entry.topic, table.targets(entry.topic));
+                }
+                let wanted = &wanted.1;
                 if wanted.is_empty() && self.config.require_route {
                     return Err(TransportError::Unroutable {
-                        topic: entry.topic.clone(),
+                        topic: entry.topic.to_owned(),
                     });
                 }
                 placed[index].retain(|placement| {
@@ -151,18 +158,23 @@ impl Inner {
                     if !belongs {
                         transaction
                             .cmd("XDEL")
-                            .arg(self.keys.stream(&placement.subscription))
+                            .arg(streams.key(&self.keys, &placement.subscription))
                             .arg(&placement.id)
                             .ignore();
                     }
                     belongs
                 });
                 for subscription in wanted {
-                    if placed[index].iter().any(|p| p.subscription == subscription) {
+                    if placed[index]
+                        .iter()
+                        .any(|p| &p.subscription == subscription)
+                    {
                         continue;
                     }
-                    let add = transaction.cmd("XADD").arg(self.keys.stream(&subscription));
-                    if !make.contains(&subscription) {
+                    let add = transaction
+                        .cmd("XADD")
+                        .arg(streams.key(&self.keys, subscription));
+                    if !make.contains(subscription) {
                         add.arg("NOMKSTREAM");
                     }
                     if let Some((strategy, threshold)) = &trim {
@@ -170,12 +182,12 @@ impl Inner {
                     }
                     add.arg("*")
                         .arg("topic")
-                        .arg(&entry.topic)
+                        .arg(entry.topic)
                         .arg("content_type")
-                        .arg(&entry.content_type)
+                        .arg(entry.content_type)
                         .arg("body")
                         .arg(&entry.body[..]);
-                    adding.push((index, subscription));
+                    adding.push((index, subscription.clone()));
                 }
             }
             let mut conn = self.conn.clone();
@@ -224,6 +236,24 @@ impl Inner {
                 Some(("MINID", format!("{}-0", since.max(0))))
             }
         }
+    }
+}
+
+/// The stream keys of the subscriptions one transaction adds to, each written once.
+#[derive(Default)]
+struct Streams(Vec<(Arc<str>, String)>);
+
+impl Streams {
+    fn key(&mut self, keys: &Keys, subscription: &Arc<str>) -> &str {
+        let index = match self.0.iter().position(|(s, _)| s == subscription) {
+            Some(index) => index,
+            None => {
+                self.0
+                    .push((subscription.clone(), keys.stream(subscription)));
+                self.0.len() - 1
+            }
+        };
+        &self.0[index].1
     }
 }
 
