@@ -175,19 +175,14 @@ impl Consumer {
         }
     }
 
-    /// Leases up to `limit` ready messages, oldest first.
+    /// Leases up to `limit` ready messages, oldest first, through `tidings_claim`
+    /// (migration `0002_claim.sql`): a function, so that its statement is planned without
+    /// sorts whatever the statistics say.
     async fn claim(&self, limit: usize) -> Result<Found> {
         let shared = &self.lease.shared;
         let mut rows: Vec<Claimed> = sqlx::query_as(
-            "UPDATE tidings_messages m \
-             SET lease_token = $1, visible_at = now() + make_interval(secs => $2), \
-                 attempts = m.attempts + 1 \
-             FROM (SELECT id FROM tidings_messages \
-                   WHERE subscription = $3 AND visible_at <= now() \
-                   ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) ready \
-             WHERE m.id = ready.id \
-             RETURNING m.id, m.topic, m.content_type, m.body, m.attempts, \
-                 m.first_failure_at, m.last_error",
+            "SELECT id, topic, content_type, body, attempts, first_failure_at, last_error \
+             FROM tidings_claim($1, $2, $3, $4)",
         )
         .bind(self.lease.token)
         .bind(shared.config.lease.as_secs_f64())

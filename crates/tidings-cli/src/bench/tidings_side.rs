@@ -12,6 +12,7 @@ use tidings::transport::{SubscriptionSpec, Transport};
 use tidings::{Bus, Event};
 
 use super::event::{OrderCreated, Orders, TOPIC};
+use super::raw::postgres::Vacuum;
 use super::side::{CONCURRENCY, Consumer, PREFETCH, Side};
 use super::tally::Tally;
 
@@ -21,6 +22,8 @@ const SUBSCRIPTION: &str = "tidings-bench";
 /// tidings on one transport.
 pub(crate) struct TidingsSide {
     bus: Bus,
+    /// Autovacuum's work, where the transport is PostgreSQL (see [`Side::tidy`]).
+    vacuum: Option<Vacuum>,
 }
 
 impl TidingsSide {
@@ -43,7 +46,13 @@ impl TidingsSide {
                 .context("declaring the benchmark's subscription")?,
         );
         let bus = Bus::builder_shared(transport).source("bench").build()?;
-        Ok(Self { bus })
+        Ok(Self { bus, vacuum: None })
+    }
+
+    /// Vacuums the transport's queue table before each case.
+    pub(crate) fn with_vacuum(mut self, vacuum: Vacuum) -> Self {
+        self.vacuum = Some(vacuum);
+        self
     }
 }
 
@@ -71,5 +80,12 @@ impl Side for TidingsSide {
             running.stop().await;
             Ok(())
         }))
+    }
+
+    async fn tidy(&self) -> anyhow::Result<()> {
+        match &self.vacuum {
+            Some(vacuum) => vacuum.run().await,
+            None => Ok(()),
+        }
     }
 }

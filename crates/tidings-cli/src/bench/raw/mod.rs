@@ -111,9 +111,9 @@ pub(crate) async fn pair(url: &str, fresh: bool) -> anyhow::Result<Pair> {
                  postgres://, amqp://, nats://, redis://)"
             ),
         };
-    let tidings = TidingsSide::new(tidings, fresh).await?;
-    if fresh && transport == "postgres" {
-        postgres::vacuum(url).await?;
+    let mut tidings = TidingsSide::new(tidings, fresh).await?;
+    if transport == "postgres" {
+        tidings = tidings.with_vacuum(postgres::Vacuum::new(url));
     }
     Ok(Pair {
         transport,

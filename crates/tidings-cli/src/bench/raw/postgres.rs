@@ -28,31 +28,36 @@ fn in_schema(url: &str) -> String {
     format!("{url}{join}options=-csearch_path%3D{SCHEMA}")
 }
 
-/// Vacuums tidings' queue table, once the run's set-up has deleted what an interrupted run
-/// left in it (the raw side's table is truncated instead, and holds no dead rows).
-///
-/// A queue deletes every row it delivers. Where autovacuum is off (as on the CI machine),
-/// the dead rows of earlier runs pile up in the indexes and every claim wades through
-/// them: measured on a table vacuumed, tidings is charged for its own work only.
-pub(crate) async fn vacuum(url: &str) -> anyhow::Result<()> {
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .context("raw sqlx: connecting to PostgreSQL")?;
-    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('tidings_messages')::text")
-        .fetch_one(&mut conn)
-        .await?;
-    if exists.is_some() {
+/// `VACUUM` of one queue table: what autovacuum does on a server that runs it.
+pub(crate) struct Vacuum {
+    url: String,
+}
+
+impl Vacuum {
+    /// Of the `tidings_messages` table that `url`'s `search_path` finds.
+    pub(crate) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+        }
+    }
+
+    pub(crate) async fn run(&self) -> anyhow::Result<()> {
+        let mut conn = sqlx::PgConnection::connect(&self.url)
+            .await
+            .context("connecting to PostgreSQL to vacuum")?;
         sqlx::raw_sql("VACUUM tidings_messages")
             .execute(&mut conn)
             .await?;
+        conn.close().await?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// Raw sqlx on a pool of its own.
 pub(crate) struct Postgres {
     pool: PgPool,
     tokens: Arc<AtomicI64>,
+    vacuum: Vacuum,
 }
 
 impl Postgres {
@@ -92,6 +97,7 @@ impl Postgres {
         Ok(Self {
             pool,
             tokens: Arc::new(AtomicI64::new(start)),
+            vacuum: Vacuum::new(&url),
         })
     }
 }
@@ -157,5 +163,9 @@ impl Side for Postgres {
             }
             Ok(())
         }))
+    }
+
+    async fn tidy(&self) -> anyhow::Result<()> {
+        self.vacuum.run().await
     }
 }
