@@ -1,6 +1,6 @@
 //! Routing at publish time: the subscriptions' bindings, kept in Redis, matched here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tidings_core::topic::{Matcher, Pattern};
@@ -9,7 +9,7 @@ use tokio::sync::RwLock;
 
 use crate::config::Trim;
 use crate::error::Error;
-use crate::keys::Keys;
+use crate::keys::{GROUP, Keys};
 use crate::{Inner, scripts};
 
 /// One event to add, as stream fields.
@@ -128,13 +128,52 @@ impl Inner {
     ///
     /// `XADD … NOMKSTREAM`: a removed subscription's stream (deleted by `unbind`) is not made
     /// again by a publisher whose routes are stale. A stream that is bound but missing (made
-    /// before streams were created ahead of their binding, or deleted by hand) is made, as
-    /// `XADD` always did, once a transaction has shown its binding current.
+    /// before streams were created ahead of their binding, or deleted by hand) is made with
+    /// its group by [`scripts::CREATE_BOUND`], which checks the version first.
+    ///
+    /// When the chunk fails after a transaction added some of it (the routes kept changing, a
+    /// connection broke, an entry became unroutable), what was added is deleted again before
+    /// the error is returned, so that a caller who publishes again does not add it twice. That
+    /// is best effort: if the deletion fails too, the entries stay (at least once).
+    ///
+    /// Order: within one stream, entries keep the chunk's order, except that an entry added
+    /// by a mending transaction (its subscription was bound mid-publish) comes after those
+    /// the first one added there.
     async fn route_chunk(&self, entries: &[Entry<'_>]) -> Result<(), TransportError> {
-        let trim = self.trim();
         let mut placed: Vec<Vec<Placement>> = entries.iter().map(|_| Vec::new()).collect();
-        // Bound streams found missing: made by the next transaction.
-        let mut make: HashSet<Arc<str>> = HashSet::new();
+        let result = self.place(entries, &mut placed).await;
+        if result.is_err() {
+            self.take_back(&placed).await;
+        }
+        result
+    }
+
+    /// Deletes every entry in `placed`, best effort.
+    async fn take_back(&self, placed: &[Vec<Placement>]) {
+        let mut pipeline = redis::pipe();
+        let mut streams = Streams::default();
+        for placement in placed.iter().flatten() {
+            pipeline
+                .cmd("XDEL")
+                .arg(streams.key(&self.keys, &placement.subscription))
+                .arg(&placement.id)
+                .ignore();
+        }
+        if streams.0.is_empty() {
+            return;
+        }
+        let mut conn = self.conn.clone();
+        if let Err(error) = pipeline.query_async::<()>(&mut conn).await {
+            tracing::warn!(%error, "a failed publish could not take back what it had added; a retry may add it twice");
+        }
+    }
+
+    async fn place(
+        &self,
+        entries: &[Entry<'_>],
+        placed: &mut [Vec<Placement>],
+    ) -> Result<(), TransportError> {
+        let trim = self.trim();
         for _ in 0..ATTEMPTS {
             let table = self.table().await?;
             let mut transaction = redis::pipe();
@@ -173,10 +212,8 @@ impl Inner {
                     }
                     let add = transaction
                         .cmd("XADD")
-                        .arg(streams.key(&self.keys, subscription));
-                    if !make.contains(subscription) {
-                        add.arg("NOMKSTREAM");
-                    }
+                        .arg(streams.key(&self.keys, subscription))
+                        .arg("NOMKSTREAM");
                     if let Some((strategy, threshold)) = &trim {
                         add.arg(*strategy).arg("~").arg(threshold);
                     }
@@ -219,11 +256,31 @@ impl Inner {
             if missing.is_empty() {
                 return Ok(());
             }
-            make.extend(missing);
+            self.create_bound(&table.version, &missing).await?;
         }
         Err(TransportError::Refused(
             "the bindings kept changing while publishing; try again".to_owned(),
         ))
+    }
+
+    /// Creates the streams (and groups) of `subscriptions`, bound at `version` but missing,
+    /// unless the bindings have changed since (the next transaction then routes afresh).
+    async fn create_bound(
+        &self,
+        version: &str,
+        subscriptions: &[Arc<str>],
+    ) -> Result<(), TransportError> {
+        let mut invocation = scripts::CREATE_BOUND.key(self.keys.version());
+        for subscription in subscriptions {
+            invocation.key(self.keys.stream(subscription));
+        }
+        invocation.arg(version).arg(GROUP);
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| TransportError::from(self.error(&e, "creating a bound stream")))?;
+        Ok(())
     }
 
     /// The `XADD` trimming arguments of the configured [`Trim`].

@@ -4,6 +4,23 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+/// Creates streams that are bound but missing, with their consumer group, provided the
+/// bindings did not change since the caller read them (else returns -1 and creates nothing).
+///
+/// `KEYS[1]` the bindings version, `KEYS[2..]` the streams. `ARGV[1]` the version the caller
+/// read, `ARGV[2]` the group.
+pub(crate) static CREATE_BOUND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do
+  redis.pcall('XGROUP', 'CREATE', KEYS[i], ARGV[2], '0', 'MKSTREAM')
+end
+return #KEYS - 1
+",
+    )
+});
+
 /// Adds patterns to a subscription's bindings; when anything changed, sets the version to a
 /// fresh token (a counter would start again at the same values after Redis lost its data,
 /// and a publisher's stale table could then pass for current). Returns the version.

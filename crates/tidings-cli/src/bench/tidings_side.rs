@@ -49,7 +49,7 @@ impl TidingsSide {
         Ok(Self { bus, vacuum: None })
     }
 
-    /// Vacuums the transport's queue table before each case.
+    /// Vacuums the transport's queue table when the bench tidies, before the first case.
     pub(crate) fn with_vacuum(mut self, vacuum: Vacuum) -> Self {
         self.vacuum = Some(vacuum);
         self

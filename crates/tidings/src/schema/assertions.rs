@@ -17,15 +17,18 @@
 //! | `required` | the field is described and cannot be `null` (a required field that may be `null` is an `Option`, which serde reads as `None` when it is missing) |
 //! | `minimum`, `maximum` | they are the bounds of the integer `format` beside them (`uint8`: 0 and 255) |
 //! | `minItems`, `maxItems` | they are the length of a tuple's `prefixItems` |
-//! | `enum`, `const` | on an enum type (a `$defs` entry or the root) or one of its variants, not on a field of a struct |
-//! | `format`, `title`, `description`, `default`, `examples`... | always: annotations, which the validator does not assert |
+//! | `enum`, `const` | they name the variants of an enum written as `oneOf` (schemars does so when a variant has a doc comment, or data), or an internally tagged enum's tag (`const`); a unit-only enum without doc comments is written as `{"type": "string", "enum": [...]}`, exactly as a newtype restricted with `extend("enum" = ...)`, so it is validated |
+//! | `format`, `contentEncoding`, `contentMediaType` | the schema is of draft 2019-09 or later (schemars writes 2020-12), where they annotate and the validator does not assert them |
+//! | `title`, `description`, `default`, `examples`... | always: annotations |
 //!
 //! What it cannot see, because the schema does not say it: a field whose `Deserialize` is
 //! laxer than its schema (a `#[schemars(with = "String")]` on a type that also reads numbers,
 //! a hand-written `JsonSchema`), and `#[schemars(required)]` on an `Option` field, which
 //! schemars writes as a plain required field. Such data is read as serde reads it, as it
 //! would be without the `validate` feature; a check that matters belongs in a `range`,
-//! `length` or `regex`, which are seen.
+//! `length` or `regex`, which are seen. Nor does schemars write `#[serde(alias)]` or
+//! `#[serde(other)]`: data that uses an alias, which the schema's `required` or
+//! `additionalProperties: false` rejected, is now read as serde reads it.
 
 use std::collections::HashSet;
 
@@ -34,9 +37,13 @@ use serde_json::Value;
 /// The JSON pointer of the first keyword of `schema` that asserts more than deserializing
 /// into the type it describes checks, or `None` when deserializing checks all of it.
 pub(crate) fn beyond_serde(schema: &Value) -> Option<String> {
+    // `format` and `content*` assert in drafts 4 to 7, and annotate from 2019-09 on (absent
+    // `$schema`, the validator takes 2020-12).
+    let dialect = schema.get("$schema").and_then(Value::as_str);
     Walk {
         root: schema,
         followed: HashSet::new(),
+        formats_annotate: dialect.is_none_or(|d| d.contains("2020-12") || d.contains("2019-09")),
     }
     .node(schema, String::new(), Place::Type)
 }
@@ -55,11 +62,17 @@ enum Place {
 }
 
 impl Place {
-    /// Whether an `enum` or `const` here is an enum's own (serde rejects any other value)
-    /// rather than one added to a field (`#[schemars(extend("enum" = ...))]`), which serde
-    /// knows nothing of.
-    fn names_variants(self) -> bool {
-        self != Place::Field
+    /// Whether `keyword` (`enum` or `const`) here names an enum's variant or tag, which serde
+    /// checks, rather than values added to a field or a newtype
+    /// (`#[schemars(extend("enum" = ...))]`), which serde knows nothing of. A unit-only
+    /// enum without doc comments is written as `{"type": "string", "enum": [...]}`, as such a
+    /// newtype is: it is taken to assert, and validated.
+    fn names_variants(self, keyword: &str) -> bool {
+        match self {
+            Place::Variant => true,
+            Place::VariantField => keyword == "const",
+            Place::Type | Place::Field => false,
+        }
     }
 }
 
@@ -67,6 +80,8 @@ struct Walk<'a> {
     root: &'a Value,
     /// `$ref`s already walked: recursive types refer to themselves.
     followed: HashSet<&'a str>,
+    /// Whether `format`, `contentEncoding` and `contentMediaType` only annotate.
+    formats_annotate: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -82,7 +97,10 @@ impl<'a> Walk<'a> {
             let beyond = match keyword.as_str() {
                 "$schema" | "$id" | "$comment" | "$anchor" | "$defs" | "definitions" | "title"
                 | "description" | "default" | "examples" | "deprecated" | "readOnly"
-                | "writeOnly" | "format" | "contentEncoding" | "contentMediaType" | "type" => None,
+                | "writeOnly" | "type" => None,
+                "format" | "contentEncoding" | "contentMediaType" => {
+                    (!self.formats_annotate).then_some(here)
+                }
                 "$ref" => self.reference(value, here),
                 "properties" => {
                     let fields = if place == Place::Variant {
@@ -112,7 +130,7 @@ impl<'a> Walk<'a> {
                 }
                 "minimum" => (!within_integer(format, value, Bound::Min)).then_some(here),
                 "maximum" => (!within_integer(format, value, Bound::Max)).then_some(here),
-                "enum" | "const" => (!place.names_variants()).then_some(here),
+                "enum" | "const" => (!place.names_variants(keyword)).then_some(here),
                 _ => Some(here),
             };
             if beyond.is_some() {
@@ -218,23 +236,27 @@ enum Bound {
 /// writes `"format": "uint8", "minimum": 0, "maximum": 255` for a `u8`), so that the
 /// integer's own deserialization already holds the data to it.
 fn within_integer(format: Option<&str>, bound: &Value, side: Bound) -> bool {
-    let range: (f64, f64) = match format {
+    let range: (i128, i128) = match format {
         Some("int8") => (i8::MIN.into(), i8::MAX.into()),
         Some("int16") => (i16::MIN.into(), i16::MAX.into()),
         Some("int32") => (i32::MIN.into(), i32::MAX.into()),
-        Some("int64" | "int") => (i64::MIN as f64, i64::MAX as f64),
-        Some("uint8") => (0.0, u8::MAX.into()),
-        Some("uint16") => (0.0, u16::MAX.into()),
-        Some("uint32") => (0.0, u32::MAX.into()),
-        Some("uint64" | "uint") => (0.0, u64::MAX as f64),
+        Some("int64" | "int") => (i64::MIN.into(), i64::MAX.into()),
+        Some("uint8") => (0, u8::MAX.into()),
+        Some("uint16") => (0, u16::MAX.into()),
+        Some("uint32") => (0, u32::MAX.into()),
+        Some("uint64" | "uint") => (0, u64::MAX.into()),
         _ => return false,
     };
-    let Some(bound) = bound.as_f64() else {
-        return false;
-    };
-    match side {
-        Bound::Min => bound <= range.0,
-        Bound::Max => bound >= range.1,
+    // Exact for integers; a bound written as a float is compared as one.
+    let exact = bound
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| bound.as_u64().map(i128::from));
+    match (exact, side) {
+        (Some(bound), Bound::Min) => bound <= range.0,
+        (Some(bound), Bound::Max) => bound >= range.1,
+        (None, Bound::Min) => bound.as_f64().is_some_and(|b| b <= range.0 as f64),
+        (None, Bound::Max) => bound.as_f64().is_some_and(|b| b >= range.1 as f64),
     }
 }
 
@@ -405,6 +427,80 @@ mod tests {
             beyond::<NestedRange>().as_deref(),
             Some("#/$defs/RangedLine/properties/quantity/maximum")
         );
+    }
+
+    /// Without doc comments, schemars writes a unit-only enum the way it writes a newtype
+    /// restricted with `extend("enum" = ...)`: both are validated.
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    enum Undocumented {
+        Free,
+        Pro,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[schemars(extend("enum" = ["EUR", "USD"]))]
+    struct Currency(String);
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    struct Priced {
+        plan: Undocumented,
+        currency: Currency,
+    }
+
+    #[allow(dead_code)]
+    #[derive(Deserialize, JsonSchema)]
+    #[serde(tag = "kind")]
+    enum Tagged {
+        Card {
+            #[schemars(extend("enum" = ["visa", "amex"]))]
+            network: String,
+        },
+    }
+
+    #[test]
+    fn values_added_to_a_newtype_or_a_variants_field_assert_and_so_does_a_plain_unit_enum() {
+        assert_eq!(
+            beyond::<Currency>().as_deref(),
+            Some("/enum"),
+            "a newtype with extend(enum)"
+        );
+        assert_eq!(
+            beyond::<Undocumented>().as_deref(),
+            Some("/enum"),
+            "a unit-only enum without doc comments looks the same"
+        );
+        assert!(beyond::<Priced>().is_some_and(|at| at.ends_with("/enum")));
+        assert_eq!(
+            beyond::<Tagged>().as_deref(),
+            Some("/oneOf/0/properties/network/enum")
+        );
+    }
+
+    #[test]
+    fn formats_assert_in_drafts_before_2019_09() {
+        let draft7 = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "string",
+            "format": "email"
+        });
+        assert_eq!(beyond_serde(&draft7).as_deref(), Some("/format"));
+        let current = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "string",
+            "format": "email"
+        });
+        assert_eq!(beyond_serde(&current), None);
+    }
+
+    #[test]
+    fn an_integer_bound_near_the_types_limit_is_compared_exactly() {
+        let near = json!({"type": "integer", "format": "int64", "maximum": i64::MAX - 1});
+        assert_eq!(beyond_serde(&near).as_deref(), Some("/maximum"));
+        let at = json!({"type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX});
+        assert_eq!(beyond_serde(&at), None);
     }
 
     #[test]
