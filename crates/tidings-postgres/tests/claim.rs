@@ -12,7 +12,7 @@ fn base_url() -> String {
 const SCHEMA_PREFIX: &str = "tidings_claim";
 
 /// A schema of this test's own, made afresh, and the URL of connections that use it.
-async fn fresh_schema() -> String {
+async fn fresh_schema() -> (String, String) {
     let schema = format!("{SCHEMA_PREFIX}{}", std::process::id());
     let mut admin = PgConnection::connect(&base_url())
         .await
@@ -27,12 +27,13 @@ async fn fresh_schema() -> String {
             .unwrap();
     }
     let separator = if base_url().contains('?') { '&' } else { '?' };
-    format!("{}{separator}options=-csearch_path%3D{schema}", base_url())
+    let url = format!("{}{separator}options=-csearch_path%3D{schema}", base_url());
+    (schema, url)
 }
 
 #[tokio::test]
 async fn a_claim_reads_ready_rows_in_id_order_through_an_index_whatever_the_statistics_say() {
-    let url = fresh_schema().await;
+    let (schema, url) = fresh_schema().await;
     // Its migrations make the table and `tidings_claim`.
     let transport = PgTransport::connect(PgConfig::new(&url).max_connections(1))
         .await
@@ -109,7 +110,6 @@ async fn a_claim_reads_ready_rows_in_id_order_through_an_index_whatever_the_stat
     tidings::transport::Publisher::close(&transport)
         .await
         .unwrap();
-    let schema = url.rsplit("%3D").next().unwrap().to_owned();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&mut conn)
         .await

@@ -150,6 +150,9 @@ impl Inner {
 
     /// Deletes every entry in `placed`, best effort.
     async fn take_back(&self, placed: &[Vec<Placement>]) {
+        if placed.iter().all(Vec::is_empty) {
+            return;
+        }
         let mut pipeline = redis::pipe();
         let mut streams = Streams::default();
         for placement in placed.iter().flatten() {
@@ -158,9 +161,6 @@ impl Inner {
                 .arg(streams.key(&self.keys, &placement.subscription))
                 .arg(&placement.id)
                 .ignore();
-        }
-        if streams.0.is_empty() {
-            return;
         }
         let mut conn = self.conn.clone();
         if let Err(error) = pipeline.query_async::<()>(&mut conn).await {

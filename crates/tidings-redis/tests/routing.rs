@@ -31,12 +31,19 @@ fn stream_key(subscription: &str) -> String {
     format!("{{{}}}:stream:{subscription}", common::prefix())
 }
 
+/// A plain connection to the server under test, to look at keys behind the transport.
+async fn raw() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(common::url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
 async fn exists(key: &str) -> bool {
-    let client = redis::Client::open(common::url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("EXISTS")
         .arg(key)
-        .query_async::<i64>(&mut conn)
+        .query_async::<i64>(&mut raw().await)
         .await
         .unwrap()
         == 1
@@ -139,11 +146,9 @@ async fn a_bound_subscription_whose_stream_is_missing_gets_it_back_with_the_even
             .subscribe(&spec("routing-lost", "routing.lost.*"))
             .await,
     );
-    let client = redis::Client::open(common::url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     redis::cmd("DEL")
         .arg(stream_key("routing-lost"))
-        .query_async::<i64>(&mut conn)
+        .query_async::<i64>(&mut raw().await)
         .await
         .unwrap();
 
