@@ -31,7 +31,10 @@ pub trait Inbox: Send + Sync + 'static {
     async fn contains(&self, key: &InboxKey) -> Result<bool, InboxError>;
 
     /// Records the event as handled. Recording twice is not an error.
-    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError>;
+    ///
+    /// Takes the key by value: the caller is done with it, and an inbox that keeps keys
+    /// (as [`MemoryInbox`] does) keeps this one instead of a copy.
+    async fn insert(&self, key: InboxKey) -> Result<(), InboxError>;
 }
 
 /// The inbox could not be read or written; handling is retried.
@@ -45,7 +48,7 @@ impl<I: Inbox + ?Sized> Inbox for std::sync::Arc<I> {
         (**self).contains(key).await
     }
 
-    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
+    async fn insert(&self, key: InboxKey) -> Result<(), InboxError> {
         (**self).insert(key).await
     }
 }
@@ -92,11 +95,10 @@ impl Inbox for MemoryInbox {
         Ok(self.state.lock().expect("inbox lock").keys.contains(key))
     }
 
-    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
+    async fn insert(&self, key: InboxKey) -> Result<(), InboxError> {
+        let key = Arc::new(key);
         let mut state = self.state.lock().expect("inbox lock");
-        if !state.keys.contains(key) {
-            let key = Arc::new(key.clone());
-            state.keys.insert(key.clone());
+        if state.keys.insert(key.clone()) {
             state.order.push_back(key);
             while state.order.len() > self.capacity {
                 if let Some(old) = state.order.pop_front() {
@@ -124,7 +126,7 @@ mod tests {
     async fn memory_inbox_forgets_beyond_its_window() {
         let inbox = MemoryInbox::new(2);
         for id in ["a", "b", "a", "c"] {
-            inbox.insert(&key(id)).await.unwrap();
+            inbox.insert(key(id)).await.unwrap();
         }
         assert!(!inbox.contains(&key("a")).await.unwrap());
         assert!(inbox.contains(&key("b")).await.unwrap());
@@ -134,7 +136,7 @@ mod tests {
     #[tokio::test]
     async fn inbox_keys_include_the_subscription() {
         let inbox = MemoryInbox::default();
-        inbox.insert(&key("a")).await.unwrap();
+        inbox.insert(key("a")).await.unwrap();
         let other = InboxKey {
             subscription: "t".into(),
             ..key("a")

@@ -101,7 +101,7 @@ impl Inbox for PgInbox {
         Ok(found.is_some())
     }
 
-    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
+    async fn insert(&self, key: InboxKey) -> Result<(), InboxError> {
         let mut conn = self
             .pool
             .acquire()

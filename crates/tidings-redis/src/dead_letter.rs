@@ -15,8 +15,8 @@ use crate::routes::Entry;
 use crate::{Inner, RedisTransport};
 
 /// The dead letter an entry is, with its topic.
-fn letter(subscription: &str, entry: &StreamId) -> (DeadLetter, Fields) {
-    let fields = Fields::read(entry).unwrap_or(Fields {
+fn letter(subscription: &str, mut entry: StreamId) -> (DeadLetter, Fields) {
+    let fields = Fields::take(&mut entry).unwrap_or(Fields {
         topic: String::new(),
         content_type: None,
         body: bytes::Bytes::new(),
@@ -78,10 +78,11 @@ impl Inner {
         Ok(self
             .letters(subscription, None)
             .await?
-            .iter()
+            .into_iter()
             .map(|entry| {
+                let id = entry.id.clone();
                 let (letter, fields) = letter(subscription, entry);
-                (letter, fields, entry.id.clone())
+                (letter, fields, id)
             })
             .find(|(letter, _, _)| letter.id == id))
     }
@@ -99,7 +100,7 @@ impl DeadLetters for RedisTransport {
             .letters(subscription, Some(page.offset.saturating_add(page.limit)))
             .await?;
         Ok(entries
-            .iter()
+            .into_iter()
             .skip(page.offset)
             .map(|entry| letter(subscription, entry).0)
             .collect())

@@ -130,22 +130,48 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
-    /// Reads an entry's fields; `None` when it has no body (not an entry tidings wrote).
-    pub(crate) fn read(entry: &redis::streams::StreamId) -> Option<Self> {
-        let text = |name: &str| entry.get::<String>(name).filter(|s| !s.is_empty());
+    /// Takes an entry's fields out of it, moving the body rather than copying it; `None`
+    /// when it has no body (not an entry tidings wrote). Fields tidings does not read here
+    /// stay in the entry.
+    pub(crate) fn take(entry: &mut redis::streams::StreamId) -> Option<Self> {
+        // An entry has a handful of fields: walking them costs less than hashing each name
+        // looked up.
+        let (mut body, mut topic, mut content_type) = (None, None, None);
+        let (mut attempt, mut first_failure, mut last_error) = (None, None, None);
+        entry.map.retain(|name, value| {
+            let slot = match name.as_str() {
+                field::BODY => &mut body,
+                field::TOPIC => &mut topic,
+                field::CONTENT_TYPE => &mut content_type,
+                field::ATTEMPT => &mut attempt,
+                field::FIRST_FAILURE => &mut first_failure,
+                field::LAST_ERROR => &mut last_error,
+                _ => return true,
+            };
+            *slot = Some(std::mem::replace(value, redis::Value::Nil));
+            false
+        });
+        let text = |value| parsed::<String>(value).filter(|s| !s.is_empty());
         Some(Self {
-            body: Bytes::from(entry.get::<Vec<u8>>(field::BODY)?),
-            topic: text(field::TOPIC).unwrap_or_default(),
-            content_type: text(field::CONTENT_TYPE),
-            attempt: entry.get::<u32>(field::ATTEMPT).unwrap_or(1).max(1),
+            body: match body? {
+                redis::Value::BulkString(bytes) => Bytes::from(bytes),
+                other => Bytes::from(redis::from_redis_value::<Vec<u8>>(other).ok()?),
+            },
+            topic: text(topic).unwrap_or_default(),
+            content_type: text(content_type),
+            attempt: parsed(attempt).unwrap_or(1u32).max(1),
             failures: FailureHistory {
-                first_failure_at: entry
-                    .get::<i64>(field::FIRST_FAILURE)
+                first_failure_at: parsed(first_failure)
                     .and_then(chrono::DateTime::from_timestamp_millis),
-                last_error: text(field::LAST_ERROR),
+                last_error: text(last_error),
             },
         })
     }
+}
+
+/// A field's value read as a `T`, if it is one.
+fn parsed<T: redis::FromRedisValue>(value: Option<redis::Value>) -> Option<T> {
+    value.and_then(|v| redis::from_redis_value(v).ok())
 }
 
 impl RedisDelivery {

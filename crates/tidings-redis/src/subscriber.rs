@@ -272,13 +272,13 @@ impl Consuming {
 
     /// Turns an entry into a delivery in the buffer, or settles it here: entries tidings did
     /// not write are dropped, entries past the delivery limit dead-lettered.
-    async fn admit(&mut self, entry: StreamId, redeliveries: u32) {
+    async fn admit(&mut self, mut entry: StreamId, redeliveries: u32) {
         let sub = self.subscription.clone();
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             // Read beyond the room there is: it stays pending, claimed after the lease.
             return;
         };
-        let Some(fields) = Fields::read(&entry) else {
+        let Some(fields) = Fields::take(&mut entry) else {
             tracing::warn!(id = %entry.id, subscription = %sub.name, "an entry without a body; removed");
             let _ = sub.acks.ack(entry.id).await;
             return;

@@ -113,7 +113,7 @@ impl Inbox for SqliteInbox {
         Ok(found.is_some())
     }
 
-    async fn insert(&self, key: &InboxKey) -> Result<(), InboxError> {
+    async fn insert(&self, key: InboxKey) -> Result<(), InboxError> {
         let mut conn = self
             .pool
             .acquire()

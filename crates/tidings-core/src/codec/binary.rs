@@ -98,7 +98,7 @@ impl BinaryMode {
             fields.insert(name, Scalar::from(value))?;
         }
         if let Some(ty) = content_type {
-            fields.insert("datacontenttype", Scalar::String(ty.to_owned()))?;
+            fields.insert("datacontenttype", Scalar::String(ty.into()))?;
         }
         let mut envelope = fields.into_envelope()?;
         envelope.data = data(content_type, body)?;

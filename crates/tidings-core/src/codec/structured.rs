@@ -44,13 +44,25 @@ impl Codec for StructuredJson {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let fields = de
-            .deserialize_map(FieldsVisitor)
-            .map_err(DecodeError::Json)?;
-        de.end().map_err(DecodeError::Json)?;
-        fields.into_envelope()
+        // The body is checked to be UTF-8 once, as a whole, so that the parser takes each
+        // attribute and the data as they are instead of checking them one by one. A body
+        // that is not UTF-8 is read as bytes, for the parser to say where it goes wrong.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => read(serde_json::Deserializer::from_str(text))?.into_envelope(),
+            Err(_) => read(serde_json::Deserializer::from_slice(bytes))?.into_envelope(),
+        }
     }
+}
+
+/// The attributes and data of one JSON object, borrowed from the input where they can be.
+fn read<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+) -> Result<Fields<'de>, DecodeError> {
+    let fields = de
+        .deserialize_map(FieldsVisitor)
+        .map_err(DecodeError::Json)?;
+    de.end().map_err(DecodeError::Json)?;
+    Ok(fields)
 }
 
 fn write_envelope<S: Serializer>(envelope: &Envelope, ser: S) -> Result<S::Ok, S::Error> {
@@ -86,33 +98,35 @@ fn write_envelope<S: Serializer>(envelope: &Envelope, ser: S) -> Result<S::Ok, S
     map.end()
 }
 
-/// Attributes as read, before validation. The binary mode fills it from protocol headers.
+/// Attributes as read, before validation, borrowed from the input where they are written
+/// without escapes: only what the envelope keeps is copied, once. The binary mode fills it
+/// from protocol headers.
 #[derive(Default)]
-pub(crate) struct Fields {
-    specversion: Option<Scalar>,
-    id: Option<Scalar>,
-    source: Option<Scalar>,
-    ty: Option<Scalar>,
-    time: Option<Scalar>,
-    datacontenttype: Option<Scalar>,
-    dataschema: Option<Scalar>,
-    subject: Option<Scalar>,
-    data: Option<Box<RawValue>>,
-    data_base64: Option<Scalar>,
-    extensions: Vec<(String, Scalar)>,
+pub(crate) struct Fields<'de> {
+    specversion: Option<Scalar<'de>>,
+    id: Option<Scalar<'de>>,
+    source: Option<Scalar<'de>>,
+    ty: Option<Scalar<'de>>,
+    time: Option<Scalar<'de>>,
+    datacontenttype: Option<Scalar<'de>>,
+    dataschema: Option<Scalar<'de>>,
+    subject: Option<Scalar<'de>>,
+    data: Option<Cow<'de, RawValue>>,
+    data_base64: Option<Scalar<'de>>,
+    extensions: Vec<(Cow<'de, str>, Scalar<'de>)>,
     duplicate: Option<String>,
 }
 
 struct FieldsVisitor;
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
+    type Value = Fields<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a CloudEvent JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
         let mut fields = Fields::default();
         while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
             let slot = match &*key {
@@ -126,22 +140,22 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 "subject" => &mut fields.subject,
                 "data_base64" => &mut fields.data_base64,
                 "data" => {
-                    let raw: Box<RawValue> = map.next_value()?;
-                    if fields.data.replace(raw).is_some() {
+                    let raw: DataMember<'de> = map.next_value()?;
+                    if fields.data.replace(raw.0).is_some() {
                         fields.duplicate.get_or_insert(key.into_owned());
                     }
                     continue;
                 }
                 _ => {
-                    let value: Scalar = map.next_value()?;
+                    let value: Scalar<'de> = map.next_value()?;
                     if fields.extensions.iter().any(|(k, _)| *k == key) {
                         fields.duplicate.get_or_insert(key.to_string());
                     }
-                    fields.extensions.push((key.into_owned(), value));
+                    fields.extensions.push((key, value));
                     continue;
                 }
             };
-            let value: Scalar = map.next_value()?;
+            let value: Scalar<'de> = map.next_value()?;
             if slot.replace(value).is_some() {
                 fields.duplicate.get_or_insert(key.into_owned());
             }
@@ -153,6 +167,16 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 /// An attribute's name, borrowed from the input unless it is written with escapes: the
 /// common names need no allocation of their own.
 struct Name<'de>(Cow<'de, str>);
+
+/// The `data` member, borrowed from the input: copied once, into the envelope, after every
+/// attribute has been found valid.
+struct DataMember<'de>(Cow<'de, RawValue>);
+
+impl<'de> Deserialize<'de> for DataMember<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| DataMember(Cow::Borrowed(raw)))
+    }
+}
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -182,22 +206,32 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-fn required(name: &'static str, value: Option<Scalar>) -> Result<String, DecodeError> {
-    match value.map(|v| v.into_string(name)).transpose()?.flatten() {
+fn required<'de>(
+    name: &'static str,
+    value: Option<Scalar<'de>>,
+) -> Result<Cow<'de, str>, DecodeError> {
+    match optional(name, value)? {
         Some(s) if !s.is_empty() => Ok(s),
         Some(_) => Err(DecodeError::invalid(name, "must not be empty")),
         None => Err(DecodeError::MissingAttribute(name)),
     }
 }
 
-fn optional(name: &'static str, value: Option<Scalar>) -> Result<Option<String>, DecodeError> {
-    Ok(value.map(|v| v.into_string(name)).transpose()?.flatten())
+fn optional<'de>(
+    name: &'static str,
+    value: Option<Scalar<'de>>,
+) -> Result<Option<Cow<'de, str>>, DecodeError> {
+    Ok(value.map(|v| v.into_str(name)).transpose()?.flatten())
 }
 
-impl Fields {
+fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
+    value.map(Cow::into_owned)
+}
+
+impl<'de> Fields<'de> {
     /// Records attribute `name` as the structured format would read it; `data` and
     /// `data_base64` are not attributes and are refused.
-    pub(crate) fn insert(&mut self, name: &str, value: Scalar) -> Result<(), DecodeError> {
+    pub(crate) fn insert(&mut self, name: &str, value: Scalar<'de>) -> Result<(), DecodeError> {
         let slot = match name {
             "specversion" => &mut self.specversion,
             "id" => &mut self.id,
@@ -217,7 +251,7 @@ impl Fields {
                 if self.extensions.iter().any(|(k, _)| k == name) {
                     self.duplicate.get_or_insert(name.to_owned());
                 }
-                self.extensions.push((name.to_owned(), value));
+                self.extensions.push((Cow::Owned(name.to_owned()), value));
                 return Ok(());
             }
         };
@@ -233,37 +267,39 @@ impl Fields {
         }
         let specversion = required("specversion", self.specversion)?;
         if specversion != SPEC_VERSION {
-            return Err(DecodeError::UnsupportedSpecVersion(specversion));
+            return Err(DecodeError::UnsupportedSpecVersion(
+                specversion.into_owned(),
+            ));
         }
-        let id = required("id", self.id)?;
-        let source = required("source", self.source)?;
-        let ty = required("type", self.ty)?;
+        let id = required("id", self.id)?.into_owned();
+        let source = required("source", self.source)?.into_owned();
+        let ty = required("type", self.ty)?.into_owned();
         let time = optional("time", self.time)?
             .map(|t| parse_time("time", &t))
             .transpose()?;
-        let datacontenttype = optional("datacontenttype", self.datacontenttype)?;
-        let dataschema = optional("dataschema", self.dataschema)?;
-        let subject = optional("subject", self.subject)?;
+        let datacontenttype = owned(optional("datacontenttype", self.datacontenttype)?);
+        let dataschema = owned(optional("dataschema", self.dataschema)?);
+        let subject = owned(optional("subject", self.subject)?);
 
         let mut extensions = Extensions::default();
         for (name, value) in self.extensions {
             if !is_valid_extension_name(&name) {
                 return Err(DecodeError::invalid(
-                    name,
+                    name.into_owned(),
                     "not a CloudEvents attribute name (lower-case letters and digits, 1 to 20)",
                 ));
             }
             if let Some(value) = value.into_extension(&name)? {
                 extensions
                     .set(&name, value)
-                    .map_err(|e| DecodeError::invalid(name.clone(), e.to_string()))?;
+                    .map_err(|e| DecodeError::invalid(name.to_string(), e.to_string()))?;
             }
         }
 
         let data_base64 = optional("data_base64", self.data_base64)?;
         let data = match (self.data, data_base64) {
             (Some(_), Some(_)) => return Err(DecodeError::ConflictingData),
-            (Some(raw), None) => Some(Data::Json(raw)),
+            (Some(raw), None) => Some(Data::Json(raw.into_owned())),
             (None, Some(b64)) => Some(Data::Binary(Bytes::from(
                 BASE64
                     .decode(b64.as_bytes())
@@ -432,6 +468,35 @@ mod tests {
             decode_err(r#"{"specversion":"1.0","id":"1","source":"s","type":"t"} trailing"#),
             DecodeError::Json(_)
         ));
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_a_json_error_that_says_where() {
+        for body in [
+            &b"{\"specversion\":\"1.0\",\"id\":\"\xff\",\"source\":\"s\",\"type\":\"t\"}"[..],
+            &b"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"s\",\"type\":\"t\",\"data\":\"\xc3\"}"[..],
+        ] {
+            let Err(DecodeError::Json(error)) = StructuredJson.decode(body) else {
+                panic!("decoded a body that is not UTF-8");
+            };
+            assert!(error.column() > 0, "{error}");
+        }
+    }
+
+    #[test]
+    fn attributes_and_data_written_with_escapes_read_as_unescaped() {
+        let body = br#"{"specversion":"1\u002e0","id":"a\"b","source":"s\/t","type":"t","time":"2024-01-15T10:30:00\u005a","ext\u0061":"\u00e9","data":{"k":"\n"}}"#;
+        let envelope = StructuredJson.decode(body).unwrap();
+        assert_eq!(
+            (envelope.id.as_str(), envelope.source.as_str()),
+            ("a\"b", "s/t")
+        );
+        assert!(envelope.time.is_some());
+        assert_eq!(
+            envelope.extensions.other.get("exta"),
+            Some(&ExtensionValue::String("é".into()))
+        );
+        assert_eq!(envelope.data.unwrap().as_bytes(), br#"{"k":"\n"}"#);
     }
 
     #[test]

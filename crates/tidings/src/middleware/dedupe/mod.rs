@@ -68,7 +68,7 @@ where
         let inbox = self.inbox.clone();
         Box::pin(async move {
             let key = InboxKey {
-                subscription: req.subscription.to_string(),
+                subscription: String::from(&*req.subscription),
                 source: req.envelope.source.clone(),
                 id: req.envelope.id.clone(),
             };
@@ -85,14 +85,15 @@ where
                     });
                 }
             }
+            let envelope = req.envelope.clone();
             let disposition = inner.call(req).await?;
             if disposition == Disposition::Ack
-                && let Err(e) = inbox.insert(&key).await
+                && let Err(e) = inbox.insert(key).await
             {
                 // Handled but not recorded: redelivery may run it again, which
                 // at-least-once allows; acking now would lose nothing either, but the
                 // next duplicate would slip through, so say so.
-                tracing::warn!(error = %e, id = %key.id, "handled event not recorded in the inbox");
+                tracing::warn!(error = %e, id = %envelope.id, "handled event not recorded in the inbox");
             }
             Ok(disposition)
         })
