@@ -54,19 +54,29 @@ impl Error {
     /// Classifies a client error for `operation`, against the server at `url` (redacted).
     pub(crate) fn from_redis(error: &redis::RedisError, url: &str, operation: &str) -> Self {
         use redis::{ErrorKind, ServerErrorKind};
+        let passing = |kind| {
+            matches!(
+                kind,
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+            )
+        };
+        // A transaction or pipeline fails with the errors of its commands: a Redis still
+        // loading its append-only file after a restart answers each one with LOADING, which
+        // is as passing as when it answers a lone command so.
+        let all_passing = || {
+            error.clone().into_server_errors().is_some_and(|errors| {
+                !errors.is_empty() && errors.iter().all(|(_, e)| e.kind().is_some_and(passing))
+            })
+        };
         let transient = error.is_io_error()
             || error.is_timeout()
             || error.is_connection_dropped()
-            || matches!(
-                error.kind(),
-                ErrorKind::Server(
-                    ServerErrorKind::BusyLoading
-                        | ServerErrorKind::TryAgain
-                        | ServerErrorKind::MasterDown
-                        | ServerErrorKind::ClusterDown
-                )
-            )
-            || error.code() == Some("BUSY");
+            || matches!(error.kind(), ErrorKind::Server(kind) if passing(kind))
+            || error.code() == Some("BUSY")
+            || all_passing();
         if transient {
             let text = error.to_string();
             if text.contains("certificate") {
