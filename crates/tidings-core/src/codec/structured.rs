@@ -111,7 +111,9 @@ pub(crate) struct Fields<'de> {
     datacontenttype: Option<Scalar<'de>>,
     dataschema: Option<Scalar<'de>>,
     subject: Option<Scalar<'de>>,
-    data: Option<Cow<'de, RawValue>>,
+    /// Borrowed from the input: copied once, into the envelope, after every attribute has
+    /// been found valid.
+    data: Option<&'de RawValue>,
     data_base64: Option<Scalar<'de>>,
     extensions: Vec<(Cow<'de, str>, Scalar<'de>)>,
     duplicate: Option<String>,
@@ -140,8 +142,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 "subject" => &mut fields.subject,
                 "data_base64" => &mut fields.data_base64,
                 "data" => {
-                    let raw: DataMember<'de> = map.next_value()?;
-                    if fields.data.replace(raw.0).is_some() {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if fields.data.replace(raw).is_some() {
                         fields.duplicate.get_or_insert(key.into_owned());
                     }
                     continue;
@@ -167,16 +169,6 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 /// An attribute's name, borrowed from the input unless it is written with escapes: the
 /// common names need no allocation of their own.
 struct Name<'de>(Cow<'de, str>);
-
-/// The `data` member, borrowed from the input: copied once, into the envelope, after every
-/// attribute has been found valid.
-struct DataMember<'de>(Cow<'de, RawValue>);
-
-impl<'de> Deserialize<'de> for DataMember<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        <&'de RawValue>::deserialize(deserializer).map(|raw| DataMember(Cow::Borrowed(raw)))
-    }
-}
 
 impl<'de> Deserialize<'de> for Name<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -299,7 +291,7 @@ impl<'de> Fields<'de> {
         let data_base64 = optional("data_base64", self.data_base64)?;
         let data = match (self.data, data_base64) {
             (Some(_), Some(_)) => return Err(DecodeError::ConflictingData),
-            (Some(raw), None) => Some(Data::Json(raw.into_owned())),
+            (Some(raw), None) => Some(Data::Json(raw.to_owned())),
             (None, Some(b64)) => Some(Data::Binary(Bytes::from(
                 BASE64
                     .decode(b64.as_bytes())
