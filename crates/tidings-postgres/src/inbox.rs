@@ -88,26 +88,26 @@ async fn insert(
 
 #[async_trait]
 impl Inbox for PgInbox {
-    async fn contains(&self, key: &InboxKey) -> Result<bool, InboxError> {
+    async fn contains(&self, key: InboxKey<'_>) -> Result<bool, InboxError> {
         let found: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM tidings_inbox WHERE subscription = $1 AND source = $2 AND id = $3",
         )
-        .bind(&key.subscription)
-        .bind(&key.source)
-        .bind(&key.id)
+        .bind(key.subscription)
+        .bind(key.source)
+        .bind(key.id)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| InboxError(Box::new(e)))?;
         Ok(found.is_some())
     }
 
-    async fn insert(&self, key: InboxKey) -> Result<(), InboxError> {
+    async fn insert(&self, key: InboxKey<'_>) -> Result<(), InboxError> {
         let mut conn = self
             .pool
             .acquire()
             .await
             .map_err(|e| InboxError(Box::new(e)))?;
-        insert(&mut conn, &key.subscription, &key.source, &key.id)
+        insert(&mut conn, key.subscription, key.source, key.id)
             .await
             .map_err(|e| InboxError(Box::new(e)))?;
         Ok(())

@@ -314,13 +314,9 @@ pub async fn inbox_row_commits_with_the_handlers_transaction(harness: &impl Outb
         "another subscription handles the same event on its own"
     );
     let inbox = harness.inbox().await;
-    let key = tidings::inbox::InboxKey {
-        subscription: name,
-        source: event.source.clone(),
-        id: event.id.clone(),
-    };
+    let key = tidings::inbox::InboxKey::new(&name, &event.source, &event.id);
     assert!(
-        inbox.contains(&key).await.expect("inbox"),
+        inbox.contains(key).await.expect("inbox"),
         "the bus's inbox sees the row"
     );
 }

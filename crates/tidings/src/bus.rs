@@ -316,7 +316,7 @@ impl Bus {
             }
             let traceparent =
                 crate::trace::for_publish(own.as_deref(), span_trace, inherited.as_deref());
-            envelope.extensions.traceparent = Some(traceparent.to_string());
+            envelope.extensions.traceparent = Some(traceparent.header());
         }
         if let Some(first) = envelopes
             .first()

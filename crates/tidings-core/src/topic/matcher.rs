@@ -28,6 +28,12 @@ pub struct EntryId(usize);
 pub struct Matcher<T> {
     nodes: Vec<Node>,
     entries: Vec<Option<(Pattern, T)>>,
+    /// The entries of patterns without wildcards, by their text: while every pattern is one
+    /// (the usual case, a typed handler's pattern is its event's name), a key's matches are
+    /// one lookup of the whole key, not one per word in the trie.
+    exact: HashMap<Box<str>, SmallVec<[usize; 1]>, ahash::RandomState>,
+    /// How many entries have a wildcard. While none has, the trie is not walked.
+    wildcards: usize,
     /// Whether any pattern inserted has a `#`.
     has_hash: bool,
 }
@@ -55,6 +61,8 @@ impl<T> Matcher<T> {
         Self {
             nodes: vec![Node::default()],
             entries: Vec::new(),
+            exact: HashMap::default(),
+            wildcards: 0,
             has_hash: false,
         }
     }
@@ -78,6 +86,15 @@ impl<T> Matcher<T> {
             node = child;
         }
         let id = self.entries.len();
+        if pattern.is_exact() {
+            // Ids only grow, so each list stays in insertion order.
+            self.exact
+                .entry(pattern.as_str().into())
+                .or_default()
+                .push(id);
+        } else {
+            self.wildcards += 1;
+        }
         self.entries.push(Some((pattern, value)));
         self.nodes[node].terminal.push(id);
         EntryId(id)
@@ -95,6 +112,16 @@ impl<T> Matcher<T> {
             };
         }
         self.nodes[node].terminal.retain(|&e| e != id.0);
+        if pattern.is_exact() {
+            if let Some(ids) = self.exact.get_mut(pattern.as_str()) {
+                ids.retain(|e| *e != id.0);
+                if ids.is_empty() {
+                    self.exact.remove(pattern.as_str());
+                }
+            }
+        } else {
+            self.wildcards -= 1;
+        }
         Some(value)
     }
 
@@ -144,6 +171,22 @@ impl<T> Matcher<T> {
         // Runs once per delivery and per publish: topics are short, so the work lists live
         // on the stack, and the visited set is needed only where a `#` can reach a node by
         // two paths (without one, each node sits at one depth and is reached once).
+        let hits = if self.wildcards == 0 {
+            // A pattern without wildcards matches the one key spelled as it is: words are
+            // split on `.` and joined back the same way, and only the empty key has none.
+            self.exact.get(key).cloned().unwrap_or_default()
+        } else {
+            self.walk(key)
+        };
+        hits.into_iter().filter_map(move |id| {
+            self.entries[id]
+                .as_ref()
+                .map(|(_, value)| (EntryId(id), value))
+        })
+    }
+
+    /// The ids of the entries matching `key`, in insertion order, found in the trie.
+    fn walk(&self, key: &str) -> SmallVec<[usize; 1]> {
         let words: SmallVec<[&str; 8]> = words(key).collect();
         let n = words.len();
         let mut seen = if self.has_hash {
@@ -153,7 +196,7 @@ impl<T> Matcher<T> {
         };
         let mut stack: SmallVec<[(usize, usize); 16]> = SmallVec::new();
         stack.push((0, 0));
-        let mut hits: SmallVec<[usize; 4]> = SmallVec::new();
+        let mut hits: SmallVec<[usize; 1]> = SmallVec::new();
         while let Some((node, pos)) = stack.pop() {
             if self.has_hash && std::mem::replace(&mut seen[node * (n + 1) + pos], true) {
                 continue;
@@ -175,11 +218,7 @@ impl<T> Matcher<T> {
         }
         hits.sort_unstable();
         hits.dedup();
-        hits.into_iter().filter_map(move |id| {
-            self.entries[id]
-                .as_ref()
-                .map(|(_, value)| (EntryId(id), value))
-        })
+        hits
     }
 }
 
@@ -211,8 +250,66 @@ mod tests {
         assert_eq!(matcher.len(), 1);
     }
 
+    #[test]
+    fn exact_patterns_match_their_own_key_only_and_in_insertion_order() {
+        let mut matcher = Matcher::new();
+        matcher.insert(Pattern::parse("order.created").unwrap(), 1);
+        matcher.insert(Pattern::parse("order").unwrap(), 2);
+        matcher.insert(Pattern::parse("order.created").unwrap(), 3);
+        matcher.insert(Pattern::parse("").unwrap(), 4);
+        let hits = |key| matcher.matches(key).map(|(_, v)| *v).collect::<Vec<_>>();
+        assert_eq!(hits("order.created"), [1, 3]);
+        assert_eq!(hits("order"), [2]);
+        assert_eq!(hits(""), [4]);
+        assert!(hits("order.created.").is_empty());
+        assert!(hits("order..created").is_empty());
+    }
+
+    #[test]
+    fn removing_the_last_wildcard_leaves_the_exact_entries_matching_as_before() {
+        let mut matcher = Matcher::new();
+        let wild = matcher.insert(Pattern::parse("order.*").unwrap(), "wild");
+        let a = matcher.insert(Pattern::parse("order.paid").unwrap(), "a");
+        matcher.insert(Pattern::parse("order.paid").unwrap(), "b");
+        let hits = |m: &Matcher<&'static str>| {
+            m.matches("order.paid").map(|(_, v)| *v).collect::<Vec<_>>()
+        };
+        assert_eq!(hits(&matcher), ["wild", "a", "b"]);
+        matcher.remove(wild);
+        assert_eq!(hits(&matcher), ["a", "b"]);
+        matcher.remove(a);
+        assert_eq!(hits(&matcher), ["b"]);
+        matcher.insert(Pattern::parse("#").unwrap(), "all");
+        assert_eq!(hits(&matcher), ["b", "all"]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn a_matcher_of_exact_patterns_agrees_with_the_reference(
+            patterns in prop::collection::vec(
+                prop::collection::vec(prop::sample::select(vec!["a", "b", ""]), 0..5)
+                    .prop_map(|w| w.join(".")),
+                1..12,
+            ),
+            keys in prop::collection::vec(key_text(), 1..8),
+        ) {
+            let mut matcher = Matcher::new();
+            for (i, p) in patterns.iter().enumerate() {
+                matcher.insert(Pattern::parse(p).unwrap(), i);
+            }
+            for key in keys.iter().chain(&patterns) {
+                let got: Vec<usize> = matcher.matches(key).map(|(_, v)| *v).collect();
+                let want: Vec<usize> = patterns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| reference::matches(p, key))
+                    .map(|(i, _)| i)
+                    .collect();
+                prop_assert_eq!(got, want, "key {:?}", key);
+            }
+        }
 
         #[test]
         fn matcher_agrees_with_the_reference(

@@ -67,12 +67,10 @@ where
         let mut inner = take_ready(&mut self.inner);
         let inbox = self.inbox.clone();
         Box::pin(async move {
-            let key = InboxKey {
-                subscription: String::from(&*req.subscription),
-                source: req.envelope.source.clone(),
-                id: req.envelope.id.clone(),
-            };
-            match inbox.contains(&key).await {
+            // Kept past the call that takes `req`, for the key and the warning.
+            let (subscription, envelope) = (req.subscription.clone(), req.envelope.clone());
+            let key = InboxKey::new(&subscription, &envelope.source, &envelope.id);
+            match inbox.contains(key).await {
                 Ok(true) => {
                     tracing::debug!(subscription = %key.subscription, id = %key.id, "duplicate skipped");
                     return Ok(Disposition::Ack);
@@ -85,7 +83,6 @@ where
                     });
                 }
             }
-            let envelope = req.envelope.clone();
             let disposition = inner.call(req).await?;
             if disposition == Disposition::Ack
                 && let Err(e) = inbox.insert(key).await
