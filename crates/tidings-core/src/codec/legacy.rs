@@ -1,3 +1,7 @@
+use std::collections::HashMap;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Codec, DecodeError, EncodeError, format_time, parse_time};
@@ -45,18 +49,18 @@ impl Codec for Legacy {
         if let Some(correlation) = &ext.correlationid {
             out.insert("correlation_id".into(), correlation.clone().into());
         }
-        match &envelope.data {
-            Some(Data::Json(raw)) => {
-                out.insert("data".into(), serde_json::from_str(raw.get())?);
-            }
+        // Written verbatim after the other members: parsed into a `Value` and written again,
+        // its keys would be reordered and a number could come back as another number.
+        let data = match &envelope.data {
+            Some(Data::Json(raw)) => Some(&**raw),
             Some(Data::Binary(_)) => {
                 return Err(EncodeError::Unrepresentable {
                     format: "legacy",
                     what: "binary data".into(),
                 });
             }
-            None => {}
-        }
+            None => None,
+        };
 
         let mut metadata = Map::new();
         for (name, value) in [
@@ -91,12 +95,28 @@ impl Codec for Legacy {
         if !metadata.is_empty() {
             out.insert("metadata".into(), Value::Object(metadata));
         }
-        Ok(serde_json::to_vec(&out)?)
+        Ok(serde_json::to_vec(&Flat {
+            members: &out,
+            data,
+        })?)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<Envelope, DecodeError> {
-        let mut map: Map<String, Value> =
+        // Every member is read as text first, so that the data is kept as it was written;
+        // the others are then parsed. A repeated member counts once, its last value, as when
+        // the whole object is parsed at once.
+        let members: HashMap<String, Box<RawValue>> =
             serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        let mut data = None;
+        let mut map = Map::new();
+        for (name, raw) in members {
+            if name == "data" {
+                data = Some(Data::Json(raw));
+            } else {
+                let value = serde_json::from_str(raw.get()).map_err(DecodeError::Json)?;
+                map.insert(name, value);
+            }
+        }
         let id = required_string(&mut map, "id")?;
         let ty = required_string(&mut map, "type")?;
         let source = required_string(&mut map, "source")?;
@@ -107,10 +127,6 @@ impl Codec for Legacy {
             tenantid: optional_string(&mut map, "tenant_id")?,
             correlationid: optional_string(&mut map, "correlation_id")?,
             ..Extensions::default()
-        };
-        let data = match map.remove("data") {
-            None => None,
-            Some(value) => Some(Data::json(&value).map_err(DecodeError::Json)?),
         };
         let mut envelope = Envelope {
             id,
@@ -174,6 +190,25 @@ impl Codec for Legacy {
         }
         envelope.extensions = extensions;
         Ok(envelope)
+    }
+}
+
+/// The flat envelope's members, with the data written as it is.
+struct Flat<'a> {
+    members: &'a Map<String, Value>,
+    data: Option<&'a RawValue>,
+}
+
+impl Serialize for Flat<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in self.members {
+            map.serialize_entry(name, value)?;
+        }
+        if let Some(data) = self.data {
+            map.serialize_entry("data", data)?;
+        }
+        map.end()
     }
 }
 
@@ -277,6 +312,55 @@ mod tests {
         // and through the structured format too
         let structured = StructuredJson.encode(&env).unwrap();
         assert_eq!(StructuredJson.decode(&structured).unwrap(), env);
+    }
+
+    /// Found by the `legacy` fuzz target: a `metadata.type` became an extension named
+    /// `type`, and the structured encoding then wrote `type` twice.
+    #[test]
+    fn metadata_named_like_a_context_attribute_stays_metadata() {
+        let text = r#"{"id":"1","type":"t","source":"s","metadata":{"type":"other","id":"2","subject":"x"}}"#;
+        let env = Legacy.decode(text.as_bytes()).unwrap();
+        assert_eq!(
+            (env.ty.as_str(), env.id.as_str(), env.subject.as_deref()),
+            ("t", "1", Some("x"))
+        );
+        let kept: Value = match env.extensions.other.get(LEGACY_METADATA) {
+            Some(ExtensionValue::String(json)) => serde_json::from_str(json).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kept, serde_json::json!({"type": "other", "id": "2"}));
+        let structured = StructuredJson.encode(&env).unwrap();
+        assert_eq!(StructuredJson.decode(&structured).unwrap(), env);
+        let out: Value = serde_json::from_slice(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(out["metadata"]["type"], "other");
+    }
+
+    /// Found by the `legacy` fuzz target: the data went through a `Value`, which sorted its
+    /// keys and read a long number as a float that printed back as another number.
+    #[test]
+    fn data_crosses_the_legacy_format_verbatim() {
+        let data =
+            r#"{"total":15555555555555555000000099662173420480393360.5,"b":1,"a":"caf\u00e9"}"#;
+        let text = format!(r#"{{"id":"1","type":"t","source":"s","data":{data}}}"#);
+        let env = Legacy.decode(text.as_bytes()).unwrap();
+        assert_eq!(
+            env.data.as_ref().map(|d| d.as_bytes()),
+            Some(data.as_bytes())
+        );
+        let again = Legacy.decode(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(again, env);
+    }
+
+    /// Found by the `legacy` fuzz target: serde_json's default float parser read
+    /// 12.116666666666664 one unit in the last place off, so foreign metadata changed on each
+    /// hop; the workspace enables its `float_roundtrip`.
+    #[test]
+    fn numbers_in_foreign_metadata_survive_a_round_trip() {
+        let text = r#"{"id":"1","type":"t","source":"s","metadata":{"vetal":12.116666666666664}}"#;
+        let env = Legacy.decode(text.as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(out["metadata"]["vetal"].to_string(), "12.116666666666664");
+        assert_eq!(Legacy.decode(&Legacy.encode(&env).unwrap()).unwrap(), env);
     }
 
     #[test]

@@ -47,11 +47,16 @@ impl Extensions {
 
     /// Sets an extension by name, routing known names to their fields.
     ///
-    /// Fails when the name is not a valid CloudEvents attribute name, when a known extension
-    /// gets a non-string value, or when `category` is not one of [`Category`]'s values.
+    /// Fails when the name is not a valid CloudEvents attribute name or is the name of a
+    /// context attribute (`type`, `id`, …, which an extension would shadow: an envelope
+    /// carrying both could not be encoded), when a known extension gets a non-string value,
+    /// or when `category` is not one of [`Category`]'s values.
     pub fn set(&mut self, name: &str, value: ExtensionValue) -> Result<(), ExtensionError> {
         if !is_valid_extension_name(name) {
             return Err(ExtensionError::InvalidName(name.to_owned()));
+        }
+        if CONTEXT_ATTRIBUTES.contains(&name) {
+            return Err(ExtensionError::ContextAttribute(name.to_owned()));
         }
         let slot = match name {
             "tenantid" => &mut self.tenantid,
@@ -83,6 +88,20 @@ impl Extensions {
     }
 }
 
+/// The context attributes CloudEvents 1.0 defines (`data_base64` aside, which no valid
+/// extension name can spell), and `data`: names no extension may take.
+const CONTEXT_ATTRIBUTES: [&str; 9] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "data",
+];
+
 /// CloudEvents attribute names: lower-case ASCII letters and digits, at most 20 of them.
 pub fn is_valid_extension_name(name: &str) -> bool {
     !name.is_empty()
@@ -99,6 +118,9 @@ pub enum ExtensionError {
     /// Not `[a-z0-9]{1,20}`.
     #[error("`{0}` is not a valid extension name (lower-case letters and digits, 1 to 20)")]
     InvalidName(String),
+    /// The name of a context attribute such as `type`.
+    #[error("`{0}` is a CloudEvents context attribute, not an extension")]
+    ContextAttribute(String),
     /// A known extension that must be a string.
     #[error("extension `{0}` must be a string")]
     NotAString(String),
@@ -137,6 +159,19 @@ impl From<&str> for ExtensionValue {
 impl From<String> for ExtensionValue {
     fn from(s: String) -> Self {
         ExtensionValue::String(s)
+    }
+}
+
+impl From<ExtensionRef<'_>> for ExtensionValue {
+    /// An owned copy, e.g. of an attribute [`BinaryMode::for_each_attribute`] hands out.
+    ///
+    /// [`BinaryMode::for_each_attribute`]: crate::codec::BinaryMode::for_each_attribute
+    fn from(value: ExtensionRef<'_>) -> Self {
+        match value {
+            ExtensionRef::String(s) => ExtensionValue::String(s.to_owned()),
+            ExtensionRef::Bool(b) => ExtensionValue::Bool(b),
+            ExtensionRef::Integer(i) => ExtensionValue::Integer(i),
+        }
     }
 }
 
@@ -239,6 +274,20 @@ mod tests {
             Err(ExtensionError::NotAString("tenantid".into()))
         );
         assert!(ext.set("category", "misc".into()).is_err());
+        for attribute in [
+            "type",
+            "id",
+            "source",
+            "specversion",
+            "time",
+            "subject",
+            "data",
+        ] {
+            assert_eq!(
+                ext.set(attribute, "x".into()),
+                Err(ExtensionError::ContextAttribute(attribute.into()))
+            );
+        }
         let names: Vec<_> = ext.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["tenantid", "category", "priority"]);
     }
