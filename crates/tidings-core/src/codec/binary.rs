@@ -106,8 +106,17 @@ impl BinaryMode {
     }
 }
 
-/// Whether a media type (parameters aside) is JSON.
-fn is_json(content_type: &str) -> bool {
+/// Whether a media type (parameters aside) is JSON: binary mode reads a body under such a
+/// type as JSON data, and any other as bytes.
+///
+/// ```
+/// use tidings_core::codec::is_json;
+///
+/// assert!(is_json("application/json; charset=utf-8"));
+/// assert!(is_json("application/cloudevents+json"));
+/// assert!(!is_json("text/plain"));
+/// ```
+pub fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

@@ -30,7 +30,7 @@ mod legacy;
 mod scalar;
 mod structured;
 
-pub use binary::BinaryMode;
+pub use binary::{BinaryMode, is_json};
 pub use error::{DecodeError, EncodeError};
 pub use legacy::{LEGACY_METADATA, Legacy};
 pub use structured::{CONTENT_TYPE as STRUCTURED_CONTENT_TYPE, StructuredJson};

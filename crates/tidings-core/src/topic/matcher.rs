@@ -168,9 +168,7 @@ impl<T> Matcher<T> {
 
     /// The entries whose pattern matches `key`, in insertion order, each once.
     pub fn matches(&self, key: &str) -> impl Iterator<Item = (EntryId, &T)> {
-        // Runs once per delivery and per publish: topics are short, so the work lists live
-        // on the stack, and the visited set is needed only where a `#` can reach a node by
-        // two paths (without one, each node sits at one depth and is reached once).
+        // Runs once per delivery and per publish.
         let hits = if self.wildcards == 0 {
             // A pattern without wildcards matches the one key spelled as it is: words are
             // split on `.` and joined back the same way, and only the empty key has none.
@@ -187,6 +185,9 @@ impl<T> Matcher<T> {
 
     /// The ids of the entries matching `key`, in insertion order, found in the trie.
     fn walk(&self, key: &str) -> SmallVec<[usize; 1]> {
+        // Topics are short, so the work lists live on the stack, and the visited set is
+        // needed only where a `#` can reach a node by two paths (without one, each node sits
+        // at one depth and is reached once).
         let words: SmallVec<[&str; 8]> = words(key).collect();
         let n = words.len();
         let mut seen = if self.has_hash {
@@ -283,6 +284,29 @@ mod tests {
         assert_eq!(hits(&matcher), ["b", "all"]);
     }
 
+    /// Fails unless a matcher of `patterns` (entry `i` for `patterns[i]`) finds for each of
+    /// `keys` the entries whose pattern matches it on its own, in order.
+    fn agrees_with_the_reference<'a>(
+        patterns: &[String],
+        keys: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), TestCaseError> {
+        let mut matcher = Matcher::new();
+        for (i, p) in patterns.iter().enumerate() {
+            matcher.insert(Pattern::parse(p).unwrap(), i);
+        }
+        for key in keys {
+            let got: Vec<usize> = matcher.matches(key).map(|(_, v)| *v).collect();
+            let want: Vec<usize> = patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| reference::matches(p, key))
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(got, want, "key {:?}", key);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
@@ -295,20 +319,7 @@ mod tests {
             ),
             keys in prop::collection::vec(key_text(), 1..8),
         ) {
-            let mut matcher = Matcher::new();
-            for (i, p) in patterns.iter().enumerate() {
-                matcher.insert(Pattern::parse(p).unwrap(), i);
-            }
-            for key in keys.iter().chain(&patterns) {
-                let got: Vec<usize> = matcher.matches(key).map(|(_, v)| *v).collect();
-                let want: Vec<usize> = patterns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| reference::matches(p, key))
-                    .map(|(i, _)| i)
-                    .collect();
-                prop_assert_eq!(got, want, "key {:?}", key);
-            }
+            agrees_with_the_reference(&patterns, keys.iter().chain(&patterns))?;
         }
 
         #[test]
@@ -316,20 +327,7 @@ mod tests {
             patterns in prop::collection::vec(pattern_text(), 1..12),
             keys in prop::collection::vec(key_text(), 1..8),
         ) {
-            let mut matcher = Matcher::new();
-            for (i, p) in patterns.iter().enumerate() {
-                matcher.insert(Pattern::parse(p).unwrap(), i);
-            }
-            for key in &keys {
-                let got: Vec<usize> = matcher.matches(key).map(|(_, v)| *v).collect();
-                let want: Vec<usize> = patterns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| reference::matches(p, key))
-                    .map(|(i, _)| i)
-                    .collect();
-                prop_assert_eq!(got, want, "key {:?}", key);
-            }
+            agrees_with_the_reference(&patterns, &keys)?;
         }
     }
 }
