@@ -37,14 +37,20 @@ fn value(text: &str, what: &str) -> Result<HeaderValue, EncodeError> {
 /// The de-duplication id of an envelope: its identity, source and id (ids are unique only
 /// within a source).
 pub(crate) fn message_id(envelope: &Envelope) -> String {
-    format!("{}:{}", envelope.source, envelope.id)
+    let mut id = String::with_capacity(envelope.source.len() + 1 + envelope.id.len());
+    id.push_str(&envelope.source);
+    id.push(':');
+    id.push_str(&envelope.id);
+    id
 }
 
 /// Encodes `envelope` in `mode`, with `Nats-Msg-Id` set so that the server drops a repeat
 /// within its duplicate window.
 pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing, EncodeError> {
     let mut headers = HeaderMap::new();
-    if let Ok(id) = message_id(envelope).parse::<HeaderValue>() {
+    // A header cannot hold a line break: such an id publishes without de-duplication.
+    let id = message_id(envelope);
+    if !id.contains(['\r', '\n']) {
         headers.insert(NATS_MESSAGE_ID, id);
     }
     let payload = match mode {
@@ -168,6 +174,14 @@ mod tests {
             decode(Some(&structured.headers), &structured.payload).unwrap(),
             sent
         );
+    }
+
+    #[test]
+    fn an_id_with_a_line_break_publishes_without_a_message_id_instead_of_panicking() {
+        let sent = Envelope::new("oms\r\nservice", "order.created");
+        let out = encode(&sent, ContentMode::Structured).unwrap();
+        assert_eq!(out.headers.get(NATS_MESSAGE_ID), None);
+        assert_eq!(decode(Some(&out.headers), &out.payload).unwrap(), sent);
     }
 
     #[test]
