@@ -289,6 +289,7 @@ mod tests {
             "[a-z.]{0,12}",
             "[ -~]{0,12}",
             any::<String>(),
+            prop::collection::vec(any::<char>(), 0..12).prop_map(String::from_iter),
             prop::collection::vec("[a-z0-9_-]{0,6}", 0..5).prop_map(|w| w.join(".")),
         ]
     }

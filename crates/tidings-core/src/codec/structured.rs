@@ -493,6 +493,17 @@ mod tests {
         out
     }
 
+    /// Any text, control characters included: `any::<String>()` alone draws none, and they
+    /// are what serde_json escapes as `\n` or `\u00XX`.
+    fn any_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<String>(),
+            prop::collection::vec(any::<char>(), 0..16).prop_map(String::from_iter),
+            "[\\x00-\\x7f]{0,16}",
+        ]
+    }
+
     fn any_json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
@@ -502,12 +513,12 @@ mod tests {
             any::<f64>()
                 .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
                 .prop_map(serde_json::Value::from),
-            any::<String>().prop_map(serde_json::Value::from),
+            any_text().prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(3, 24, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-                prop::collection::btree_map(any::<String>(), inner, 0..6)
+                prop::collection::btree_map(any_text(), inner, 0..6)
                     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
@@ -515,7 +526,7 @@ mod tests {
 
     fn any_envelope() -> impl proptest::strategy::Strategy<Value = Envelope> {
         use proptest::prelude::*;
-        let text = || any::<String>().prop_filter("attributes are not empty", |s| !s.is_empty());
+        let text = || any_text().prop_filter("attributes are not empty", |s| !s.is_empty());
         // Any time an envelope can hold: years before 0 and after 9999, leap seconds
         // (nanoseconds past 10⁹ on a minute's last second), whole milliseconds and
         // microseconds as well as any nanosecond.
@@ -541,20 +552,20 @@ mod tests {
             prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| Some(Data::Binary(b.into()))),
         ];
         let other = prop_oneof![
-            any::<String>().prop_map(ExtensionValue::String),
+            any_text().prop_map(ExtensionValue::String),
             any::<bool>().prop_map(ExtensionValue::Bool),
-            any::<i32>().prop_map(|i| ExtensionValue::Integer(i64::from(i))),
+            any::<i64>().prop_map(ExtensionValue::Integer),
         ];
         (
             (text(), text(), text(), proptest::option::of(time)),
-            proptest::option::of(any::<String>()),
-            proptest::option::of(any::<String>()),
-            proptest::option::of(any::<String>()),
+            proptest::option::of(any_text()),
+            proptest::option::of(any_text()),
+            proptest::option::of(any_text()),
             (
-                proptest::option::of(any::<String>()),
-                proptest::option::of(any::<String>()),
-                proptest::option::of(any::<String>()),
-                prop::collection::btree_map(any::<String>(), other, 0..4),
+                proptest::option::of(any_text()),
+                proptest::option::of(any_text()),
+                proptest::option::of(any_text()),
+                prop::collection::btree_map(any_text(), other, 0..4),
             ),
             data,
         )
