@@ -1,7 +1,9 @@
 //! What every decoder's target checks of an envelope it accepted: that it survives each of
 //! tidings' encodings unchanged.
 
-use tidings_core::codec::{BinaryMode, Codec, Legacy, StructuredJson, is_json};
+use tidings_core::codec::{
+    BinaryMode, Codec, EncodeError, LEGACY_METADATA, Legacy, StructuredJson, is_json,
+};
 use tidings_core::envelope::{Data, Envelope, ExtensionValue};
 
 /// Panics unless `envelope` comes back unchanged from the structured encoding, from binary
@@ -36,12 +38,19 @@ pub fn assert_round_trips(envelope: &Envelope) {
     );
 
     if !matches!(envelope.data, Some(Data::Binary(_))) {
-        let flat = Legacy.encode(envelope).expect("legacy encodes JSON data");
-        assert_eq!(
-            &Legacy.decode(&flat).expect("legacy reads what it writes"),
-            envelope,
-            "legacy round trip"
-        );
+        match Legacy.encode(envelope) {
+            Ok(flat) => assert_eq!(
+                &Legacy.decode(&flat).expect("legacy reads what it writes"),
+                envelope,
+                "legacy round trip"
+            ),
+            // A `legacymetadata` extension that is not what the legacy decoder keeps there,
+            // or an extension named like an entry the decoder renames (`version`), cannot
+            // come back as it went: refusing it is right, dropping it was not.
+            Err(EncodeError::Unrepresentable { what, .. })
+                if what.contains(LEGACY_METADATA) || what.starts_with("an extension named") => {}
+            Err(error) => panic!("legacy does not encode JSON data: {error}"),
+        }
     }
 }
 

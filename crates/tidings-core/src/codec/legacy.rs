@@ -16,7 +16,11 @@ use crate::envelope::{Data, Envelope, ExtensionValue, Extensions, is_valid_exten
 /// `metadata.subject|dataschema|datacontenttype` ↔ the attributes of those names, any other
 /// `metadata` entry whose name is a valid extension name and whose value is a scalar ↔ the
 /// extension of that name, and what remains of `metadata` ↔ the `legacymetadata` extension (its
-/// JSON text). Every envelope with a JSON body survives a round trip through this format.
+/// JSON text). Every envelope with a JSON body survives a round trip through this format, or
+/// is refused with [`EncodeError::Unrepresentable`], never changed on the way: one with an
+/// extension named `version` (the format's name for `dataversion`), or with a
+/// `legacymetadata` extension other than the decoder writes there (a JSON object's text as
+/// serde_json writes it, none of whose entries would come back as an attribute).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Legacy;
 
@@ -76,6 +80,14 @@ impl Codec for Legacy {
             if matches!(name, "tenantid" | "correlationid" | LEGACY_METADATA) {
                 continue;
             }
+            if let Some((legacy, ce)) = RENAMED.iter().find(|(legacy, _)| *legacy == name) {
+                // `metadata.version` is the data's version: an extension named `version`
+                // would come back as `dataversion`, or overwrite it.
+                return Err(EncodeError::Unrepresentable {
+                    format: "legacy",
+                    what: format!("an extension named `{legacy}`, which it reads as `{ce}`"),
+                });
+            }
             let key = RENAMED
                 .iter()
                 .find(|(_, ce)| *ce == name)
@@ -87,10 +99,35 @@ impl Codec for Legacy {
             };
             metadata.insert(key.to_owned(), value);
         }
-        if let Some(ExtensionValue::String(rest)) = ext.other.get(LEGACY_METADATA)
-            && let Ok(Value::Object(rest)) = serde_json::from_str(rest)
-        {
-            metadata.extend(rest);
+        if let Some(rest) = ext.other.get(LEGACY_METADATA) {
+            // What the decoder kept of a `metadata` object; anything else in this extension
+            // could not come back as it went, and is refused rather than dropped.
+            let ExtensionValue::String(rest_text) = rest else {
+                return Err(legacy_metadata_refused("is not a string"));
+            };
+            let Ok(Value::Object(rest)) = serde_json::from_str::<Value>(rest_text) else {
+                return Err(legacy_metadata_refused("is not a JSON object's text"));
+            };
+            if rest.is_empty() {
+                return Err(legacy_metadata_refused(
+                    "is an empty object, which the legacy decoder never keeps",
+                ));
+            }
+            // The decoder writes what it keeps as serde_json writes an object (keys sorted,
+            // no spaces); other text of the same object would come back rewritten.
+            if !serde_json::to_string(&rest).is_ok_and(|written| written == *rest_text) {
+                return Err(legacy_metadata_refused(
+                    "is not written as the legacy decoder writes it",
+                ));
+            }
+            for (key, value) in rest {
+                if metadata.contains_key(&key) || read_as_attribute(&key, &value) {
+                    return Err(legacy_metadata_refused(&format!(
+                        "holds `{key}`, which would come back as an attribute or extension"
+                    )));
+                }
+                metadata.insert(key, value);
+            }
         }
         if !metadata.is_empty() {
             out.insert("metadata".into(), Value::Object(metadata));
@@ -154,27 +191,10 @@ impl Codec for Legacy {
                         *target = Some(s.clone());
                         continue;
                     }
-                    let name = RENAMED
-                        .iter()
-                        .find(|(legacy, _)| *legacy == key)
-                        .map_or(key.as_str(), |(_, ce)| ce);
-                    let scalar = match &value {
-                        Value::String(s) => Some(ExtensionValue::String(s.clone())),
-                        Value::Bool(b) => Some(ExtensionValue::Bool(*b)),
-                        Value::Number(n) => n
-                            .as_i64()
-                            .filter(|i| i32::try_from(*i).is_ok())
-                            .map(ExtensionValue::Integer),
-                        _ => None,
-                    };
-                    match scalar {
-                        Some(scalar)
-                            if is_valid_extension_name(name)
-                                && name != LEGACY_METADATA
-                                && extensions.set(name, scalar.clone()).is_ok() => {}
-                        _ => {
-                            rest.insert(key, value);
-                        }
+                    let read = extension_of(&key, &value)
+                        .is_some_and(|(name, scalar)| extensions.set(name, scalar).is_ok());
+                    if !read {
+                        rest.insert(key, value);
                     }
                 }
             }
@@ -190,6 +210,45 @@ impl Codec for Legacy {
         }
         envelope.extensions = extensions;
         Ok(envelope)
+    }
+}
+
+/// The extension a `metadata` entry is read as, before [`Extensions::set`] checks its
+/// value: a scalar under a valid extension name (after [`RENAMED`]) other than
+/// [`LEGACY_METADATA`].
+fn extension_of<'a>(key: &'a str, value: &Value) -> Option<(&'a str, ExtensionValue)> {
+    let name = RENAMED
+        .iter()
+        .find(|(legacy, _)| *legacy == key)
+        .map_or(key, |(_, ce)| ce);
+    let scalar = match value {
+        Value::String(s) => ExtensionValue::String(s.clone()),
+        Value::Bool(b) => ExtensionValue::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .filter(|i| i32::try_from(*i).is_ok())
+            .map(ExtensionValue::Integer)?,
+        _ => return None,
+    };
+    (is_valid_extension_name(name) && name != LEGACY_METADATA).then_some((name, scalar))
+}
+
+/// Whether the decoder reads `metadata` entry `key` as an attribute or an extension, not as
+/// part of what it keeps in [`LEGACY_METADATA`]. `Extensions::set` answers from the name and
+/// value alone, so an empty set of extensions tells what any would.
+fn read_as_attribute(key: &str, value: &Value) -> bool {
+    let attribute =
+        matches!(key, "subject" | "dataschema" | "datacontenttype") && value.is_string();
+    attribute
+        || extension_of(key, value)
+            .is_some_and(|(name, scalar)| Extensions::default().set(name, scalar).is_ok())
+}
+
+/// The legacy encoder's refusal of a [`LEGACY_METADATA`] extension it cannot write back.
+fn legacy_metadata_refused(why: &str) -> EncodeError {
+    EncodeError::Unrepresentable {
+        format: "legacy",
+        what: format!("a `{LEGACY_METADATA}` extension that {why}"),
     }
 }
 
@@ -312,6 +371,60 @@ mod tests {
         // and through the structured format too
         let structured = StructuredJson.encode(&env).unwrap();
         assert_eq!(StructuredJson.decode(&structured).unwrap(), env);
+    }
+
+    /// Found by the `structured` fuzz target: an envelope whose `legacymetadata` was a plain
+    /// string lost it, silently, on its way to the legacy format.
+    #[test]
+    fn a_legacymetadata_extension_it_cannot_write_back_is_refused_not_dropped() {
+        let with = |value: ExtensionValue| {
+            let mut env = Envelope::new("s", "t").with_subject("order_1");
+            env.extensions.other.insert(LEGACY_METADATA.into(), value);
+            Legacy.encode(&env)
+        };
+        for value in [
+            ExtensionValue::String("plain text".into()),
+            ExtensionValue::String("[1, 2]".into()),
+            ExtensionValue::Bool(true),
+            ExtensionValue::Integer(7),
+            // read back as the subject, or as an extension, not as kept metadata
+            ExtensionValue::String(r#"{"subject":"order_2"}"#.into()),
+            ExtensionValue::String(r#"{"user_id":"u1"}"#.into()),
+            // the same object as the decoder would write it, but not in its words
+            ExtensionValue::String(r#"{"b":1,"a":2}"#.into()),
+            ExtensionValue::String(r#"{"a": 2}"#.into()),
+            ExtensionValue::String("{}".into()),
+        ] {
+            let refused = with(value.clone());
+            assert!(
+                matches!(&refused, Err(EncodeError::Unrepresentable { what, .. }) if what.contains(LEGACY_METADATA)),
+                "{value:?}: {refused:?}"
+            );
+        }
+        // What the decoder keeps there goes back as it came.
+        let kept = ExtensionValue::String(r#"{"Weird-Key":"v","trace":{"a":1},"type":"x"}"#.into());
+        let flat = with(kept.clone()).unwrap();
+        let back = Legacy.decode(&flat).unwrap();
+        assert_eq!(back.extensions.other.get(LEGACY_METADATA), Some(&kept));
+        assert_eq!(back.subject.as_deref(), Some("order_1"));
+    }
+
+    /// Found by the `structured` fuzz target: an extension named `version` went out as
+    /// `metadata.version` and came back as `dataversion`.
+    #[test]
+    fn an_extension_named_like_a_renamed_metadata_entry_is_refused() {
+        let mut env = Envelope::new("s", "t").with_data_version("2");
+        env.extensions
+            .other
+            .insert("version".into(), ExtensionValue::String("3".into()));
+        let refused = Legacy.encode(&env);
+        assert!(
+            matches!(&refused, Err(EncodeError::Unrepresentable { what, .. }) if what.contains("`version`")),
+            "{refused:?}"
+        );
+        env.extensions.other.clear();
+        let back = Legacy.decode(&Legacy.encode(&env).unwrap()).unwrap();
+        assert_eq!(back.extensions.dataversion.as_deref(), Some("2"));
     }
 
     /// Found by the `legacy` fuzz target: a `metadata.type` became an extension named
