@@ -60,6 +60,14 @@ fn is_plain(topic: &str) -> bool {
             .all(|&b| b.is_ascii_graphic() && !matches!(b, b'%' | b'*' | b'>'))
 }
 
+/// Appends `topic`'s words to `out`, each as a token after a `.`.
+fn push_tokens(topic: &str, out: &mut String) {
+    for word in words(topic) {
+        out.push('.');
+        encode_word(word, out);
+    }
+}
+
 /// `word` as one subject token.
 pub(crate) fn token(word: &str) -> String {
     let mut out = String::with_capacity(word.len() + 2);
@@ -109,11 +117,8 @@ impl Subjects {
             // Every word is its own token: the topic is the rest of the subject as it is.
             out.push('.');
             out.push_str(topic);
-            return out;
-        }
-        for word in words(topic) {
-            out.push('.');
-            encode_word(word, &mut out);
+        } else {
+            push_tokens(topic, &mut out);
         }
         out
     }
@@ -276,10 +281,7 @@ mod tests {
     /// The subject written word by word, every word through [`encode_word`].
     fn subject_word_by_word(s: &Subjects, topic: &str) -> String {
         let mut out = s.prefix.clone();
-        for word in words(topic) {
-            out.push('.');
-            encode_word(word, &mut out);
-        }
+        push_tokens(topic, &mut out);
         out
     }
 

@@ -184,16 +184,16 @@ fn time_string(out: &mut Vec<u8>, time: &chrono::DateTime<chrono::Utc>) {
     }
     out.push(b'"');
     digits(out, year.unsigned_abs(), 4);
-    out.push(b'-');
-    digits(out, time.month(), 2);
-    out.push(b'-');
-    digits(out, time.day(), 2);
-    out.push(b'T');
-    digits(out, time.hour(), 2);
-    out.push(b':');
-    digits(out, time.minute(), 2);
-    out.push(b':');
-    digits(out, time.second(), 2);
+    for (separator, value) in [
+        (b'-', time.month()),
+        (b'-', time.day()),
+        (b'T', time.hour()),
+        (b':', time.minute()),
+        (b':', time.second()),
+    ] {
+        out.push(separator);
+        digits(out, value, 2);
+    }
     if nanos != 0 {
         out.push(b'.');
         match (nanos % 1_000_000, nanos % 1_000) {
