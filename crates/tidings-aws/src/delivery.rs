@@ -7,11 +7,13 @@
 //!   the error of the failed attempt is not carried to the next one; the attempt number
 //!   (SQS's receive count) and the time of the first failure (its first receive) are.
 //! - dead letter: sent to the subscription's dead-letter queue with the failure's details,
-//!   then deleted.
+//!   then deleted, but only while the message's lease has held since it was received
+//!   ([`Lease`]).
 //! - dropped unsettled: made visible again at once.
 //!
-//! While a delivery is held, [`keep_leases`] extends its visibility timeout every third of
-//! the lease, so that a long handler does not see its message handed to another consumer.
+//! While a delivery is held, [`keep_leases`] extends its visibility timeout once a third of
+//! the lease has gone by, so that a long handler does not see its message handed to another
+//! consumer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -44,21 +46,112 @@ pub(crate) struct Subscription {
     pub(crate) name: String,
     pub(crate) queue: Queue,
     pub(crate) deletes: Deletes,
-    /// Receipt handles of the messages held, by message id, and when their visibility was
-    /// last extended.
-    pub(crate) held: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    /// The leases of the messages held, by message id.
+    pub(crate) held: Arc<Mutex<Leases>>,
+}
+
+/// The leases of one subscription's held messages, by message id.
+pub(crate) type Leases = HashMap<String, Lease>;
+
+/// The lease SQS grants for the configured one: whole seconds, as the queue's visibility
+/// timeout and the extensions ask for it.
+fn granted(inner: &Inner) -> Duration {
+    Duration::from_secs(inner.config.lease.as_secs().min(MAX_VISIBILITY))
+}
+
+/// What this consumer knows of a held message's lease (its visibility timeout).
+///
+/// SQS does not say when a lease runs out: once it has, the message can go to another
+/// consumer, and the receipt handle this one holds may still change and delete it (moto's
+/// always do, and SQS's may). So the lease is tracked here, from the times requests were
+/// sent: a message whose lease ran out even for a moment is not dead-lettered by this
+/// consumer, for the consumer that received it meanwhile dead-letters it too, and the
+/// dead-letter queue would hold it twice.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    receipt: String,
+    /// When the request that last set the visibility was sent.
+    renewed: Instant,
+    /// The lease holds at least until then.
+    until: Instant,
+    /// Whether it ran out before an extension came back.
+    lapsed: bool,
+}
+
+impl Lease {
+    /// The lease of a message received by a request sent at `asked`, for `lease`.
+    fn new(receipt: String, asked: Instant, lease: Duration) -> Self {
+        Self {
+            receipt,
+            renewed: asked,
+            until: asked + lease,
+            lapsed: false,
+        }
+    }
+
+    /// An extension to `lease`, sent at `sent`, came back as done at `now`.
+    fn extended(&mut self, sent: Instant, now: Instant, lease: Duration) {
+        // The extension took effect somewhere between `sent` and `now`: if the lease ran out
+        // before `now`, another consumer may have received the message in between.
+        self.lapsed |= now >= self.until;
+        self.until = self.until.max(sent + lease);
+    }
+
+    /// Whether the lease has held from the receive until `now`.
+    fn has_held(&self, now: Instant) -> bool {
+        !self.lapsed && now < self.until
+    }
 }
 
 impl Subscription {
-    fn hold(&self, id: &str, receipt: &str) {
+    fn hold(&self, id: &str, receipt: &str, asked: Instant) {
+        let lease = Lease::new(receipt.to_owned(), asked, granted(&self.inner));
         self.held
             .lock()
             .expect("never poisoned")
-            .insert(id.to_owned(), (receipt.to_owned(), Instant::now()));
+            .insert(id.to_owned(), lease);
     }
 
-    fn release(&self, id: &str) {
-        self.held.lock().expect("never poisoned").remove(id);
+    /// Stops keeping the lease of message `id`; returns whether it had held until now.
+    fn release(&self, id: &str) -> bool {
+        let lease = self.held.lock().expect("never poisoned").remove(id);
+        lease.is_some_and(|lease| lease.has_held(Instant::now()))
+    }
+
+    /// Whether the lease of held message `id` has held since it was received.
+    fn has_held(&self, id: &str) -> bool {
+        self.held
+            .lock()
+            .expect("never poisoned")
+            .get(id)
+            .is_some_and(|lease| lease.has_held(Instant::now()))
+    }
+
+    /// Extends the lease of held message `id` to a whole lease, and checks that it has held
+    /// since the message was received: fails with [`Error::LeaseLost`] when it ran out even
+    /// for a moment.
+    async fn renew(&self, id: &str, receipt: &str) -> Result<(), Error> {
+        let lost = || Error::LeaseLost {
+            message_id: id.to_owned(),
+        };
+        // Not asked of SQS once lost: the receipt handle may still work, and would take the
+        // message from the consumer that has it now.
+        if !self.has_held(id) {
+            return Err(lost());
+        }
+        let lease = granted(&self.inner);
+        let sent = Instant::now();
+        self.set_visibility(receipt, lease).await?;
+        let now = Instant::now();
+        let mut held = self.held.lock().expect("never poisoned");
+        if let Some(kept) = held.get_mut(id) {
+            kept.extended(sent, now, lease);
+            kept.renewed = sent;
+            if kept.has_held(now) {
+                return Ok(());
+            }
+        }
+        Err(lost())
     }
 
     /// Sets a message's visibility timeout.
@@ -185,42 +278,46 @@ async fn delete_round(inner: &Inner, url: &str, round: Vec<(String, Reply)>) {
     }
 }
 
-/// Keeps the leases of held messages: every `every`, extends to a whole lease the
-/// visibility of those extended that long ago. Ends when the stream and its deliveries are
-/// gone.
+/// Keeps the leases of held messages: every half of `every`, extends to a whole lease the
+/// visibility of those extended `every` ago or longer, and records which extensions came
+/// back ([`Lease::extended`]). Ends when the stream and its deliveries are gone.
 pub(crate) async fn keep_leases(
     inner: Arc<Inner>,
     url: String,
-    held: Weak<Mutex<HashMap<String, (String, Instant)>>>,
+    held: Weak<Mutex<Leases>>,
     every: Duration,
 ) {
-    let lease = i32::try_from(inner.config.lease.as_secs().min(MAX_VISIBILITY)).expect("fits");
-    let mut tick = tokio::time::interval(every);
+    let lease = granted(&inner);
+    let seconds = i32::try_from(lease.as_secs()).expect("at most 12 hours");
+    let mut tick = tokio::time::interval(every / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let Some(held) = held.upgrade() else { return };
-        let due: Vec<String> = {
-            let mut held = held.lock().expect("never poisoned");
-            let now = Instant::now();
-            held.values_mut()
-                .filter(|(_, since)| now.duration_since(*since) >= every)
-                .map(|(receipt, since)| {
-                    *since = now;
-                    receipt.clone()
-                })
-                .collect()
-        };
-        drop(held);
+        let Some(leases) = held.upgrade() else { return };
+        let sent = Instant::now();
+        let due: Vec<(String, String)> = leases
+            .lock()
+            .expect("never poisoned")
+            .iter_mut()
+            // One that ran out is no longer this consumer's to extend: the receipt handle
+            // may still work, and would hide the message from the consumer that has it now.
+            .filter(|(_, kept)| kept.has_held(sent) && sent.duration_since(kept.renewed) >= every)
+            .map(|(id, kept)| {
+                kept.renewed = sent;
+                (id.clone(), kept.receipt.clone())
+            })
+            .collect();
+        drop(leases);
         for chunk in due.chunks(BATCH) {
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, receipt)| {
+                .map(|(i, (_, receipt))| {
                     aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
                         .receipt_handle(receipt)
-                        .visibility_timeout(lease)
+                        .visibility_timeout(seconds)
                         .build()
                         .expect("id and receipt are set")
                 })
@@ -232,13 +329,29 @@ pub(crate) async fn keep_leases(
                 .set_entries(Some(entries))
                 .send()
                 .await;
-            match extended {
-                Ok(out) if !out.failed().is_empty() => {
-                    tracing::debug!(failed = out.failed().len(), "leases not extended");
+            let done: Vec<&str> = match &extended {
+                Ok(out) => {
+                    if !out.failed().is_empty() {
+                        tracing::debug!(failed = out.failed().len(), "leases not extended");
+                    }
+                    out.successful()
+                        .iter()
+                        .filter_map(|entry| entry.id().parse::<usize>().ok())
+                        .filter_map(|i| chunk.get(i))
+                        .map(|(id, _)| id.as_str())
+                        .collect()
                 }
-                Ok(_) => {}
                 Err(error) => {
-                    tracing::debug!(error = %Error::from_sdk(&error, "extending leases"), "leases not extended");
+                    tracing::debug!(error = %Error::from_sdk(error, "extending leases"), "leases not extended");
+                    Vec::new()
+                }
+            };
+            let Some(leases) = held.upgrade() else { return };
+            let now = Instant::now();
+            let mut leases = leases.lock().expect("never poisoned");
+            for id in done {
+                if let Some(kept) = leases.get_mut(id) {
+                    kept.extended(sent, now, lease);
                 }
             }
         }
@@ -303,11 +416,13 @@ pub(crate) fn decode(body: &Bytes) -> Result<Envelope, Undecodable> {
 
 impl AwsDelivery {
     /// A received message; `None` when it has no receipt handle (nothing can settle it).
+    /// `asked` is when the receive request was sent: the lease runs from about then.
     pub(crate) fn new(
         message: &aws_sdk_sqs::types::Message,
         incoming: Incoming,
         subscription: Arc<Subscription>,
         permit: OwnedSemaphorePermit,
+        asked: Instant,
     ) -> Option<Self> {
         use aws_sdk_sqs::types::MessageSystemAttributeName as Name;
         let receipt = message.receipt_handle()?.to_owned();
@@ -328,7 +443,7 @@ impl AwsDelivery {
                 .flatten(),
             last_error: None,
         };
-        subscription.hold(&message_id, &receipt);
+        subscription.hold(&message_id, &receipt, asked);
         Some(Self {
             message_id,
             receipt,
@@ -387,6 +502,14 @@ impl Delivery for AwsDelivery {
             %error,
             "retrying after {after:?}"
         );
+        // Where the lease ran out, the message is back on the queue or with another
+        // consumer: changing its visibility would take it from that one.
+        if !sub.has_held(&self.message_id) {
+            return Err(Error::LeaseLost {
+                message_id: self.message_id.clone(),
+            }
+            .into());
+        }
         sub.set_visibility(&self.receipt, after).await?;
         self.settle();
         Ok(())
@@ -395,6 +518,9 @@ impl Delivery for AwsDelivery {
     async fn dead_letter(mut self: Box<Self>, letter: DeadLetter) -> Result<(), TransportError> {
         let sub = self.subscription.clone();
         let inner = &sub.inner;
+        // A whole lease for sending and deleting, and the proof that no other consumer can
+        // have received the message and be dead-lettering it too.
+        sub.renew(&self.message_id, &self.receipt).await?;
         let mut send = inner
             .sqs
             .send_message()
@@ -429,7 +555,10 @@ impl Drop for AwsDelivery {
             return;
         }
         let sub = self.subscription.clone();
-        sub.release(&self.message_id);
+        if !sub.release(&self.message_id) {
+            // Its lease ran out: it is no longer this consumer's to release.
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -439,5 +568,41 @@ impl Drop for AwsDelivery {
                 tracing::debug!(%error, "a dropped delivery was not released; it comes back after the lease");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_secs(5);
+
+    fn at(start: Instant, seconds: u64) -> Instant {
+        start + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn a_lease_extended_before_it_ran_out_holds_a_whole_lease_from_the_request() {
+        let start = Instant::now();
+        let mut lease = Lease::new("receipt".to_owned(), start, LEASE);
+        assert!(lease.has_held(at(start, 4)));
+        assert!(!lease.has_held(at(start, 5)), "not extended: it runs out");
+        lease.extended(at(start, 2), at(start, 3), LEASE);
+        assert!(lease.has_held(at(start, 6)));
+        assert!(!lease.has_held(at(start, 7)));
+    }
+
+    #[test]
+    fn an_extension_that_came_back_after_the_lease_ran_out_leaves_it_lost_for_good() {
+        let start = Instant::now();
+        let mut lease = Lease::new("receipt".to_owned(), start, LEASE);
+        // Sent in time, but answered after the lease: it may have lapsed in between.
+        lease.extended(at(start, 4), at(start, 5), LEASE);
+        assert!(!lease.has_held(at(start, 6)));
+        lease.extended(at(start, 6), at(start, 6), LEASE);
+        assert!(
+            !lease.has_held(at(start, 7)),
+            "a later extension does not mend it"
+        );
     }
 }

@@ -39,6 +39,16 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid AWS configuration: {0}")]
     Config(String),
+    /// A message's lease (its visibility timeout) ran out while it was being handled, so
+    /// another consumer may have received it: this consumer leaves it to that one.
+    #[error(
+        "the lease of SQS message {message_id} ran out while it was handled; \
+         it is left to its next delivery"
+    )]
+    LeaseLost {
+        /// The SQS message id.
+        message_id: String,
+    },
     /// The transport was closed.
     #[error("the AWS transport is closed")]
     Closed,
@@ -118,6 +128,7 @@ impl From<Error> for TransportError {
             Error::Closed => TransportError::Closed,
             Error::Unreachable { .. } => TransportError::Connection(Box::new(error)),
             Error::Missing { .. } => TransportError::NotFound(error.to_string()),
+            Error::LeaseLost { .. } => TransportError::Other(Box::new(error)),
             other => TransportError::Refused(other.to_string()),
         }
     }

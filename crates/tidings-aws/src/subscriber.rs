@@ -28,6 +28,7 @@ use tidings_core::transport::{
     Delivery, DeliveryStream, Subscriber, SubscriptionSpec, TransportError,
 };
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::delivery::{AwsDelivery, Deletes, Subscription, keep_leases};
 use crate::message::Incoming;
@@ -583,6 +584,7 @@ impl Consuming {
                 Err(_) => break,
             }
         }
+        let asked = Instant::now();
         let out = inner
             .sqs
             .receive_message()
@@ -602,7 +604,8 @@ impl Consuming {
             // At most as many messages as permits were asked for.
             let Some(permit) = permits.pop() else { break };
             let incoming = Incoming::read(message);
-            let Some(delivery) = AwsDelivery::new(message, incoming, sub.clone(), permit) else {
+            let Some(delivery) = AwsDelivery::new(message, incoming, sub.clone(), permit, asked)
+            else {
                 continue;
             };
             let topic = delivery.topic();

@@ -1,16 +1,18 @@
 //! SNS fanout to SQS queues, on a moto server: filter policies, the client-side filter,
-//! leases kept for long handlers, SQS's redrive, FIFO de-duplication, the size limit.
+//! leases kept for long handlers and lost in a network cut, SQS's redrive, FIFO
+//! de-duplication, the size limit.
 
 mod common;
 
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use tidings::dead_letter::{Page, ReasonKind, ReplayTarget};
+use tidings::dead_letter::{DeadLetter, Original, Page, Reason, ReasonKind, ReplayTarget};
 use tidings::envelope::Envelope;
 use tidings::transport::{DeadLetters, Publisher, Subscriber, TransportError};
 use tidings_aws::AwsTransport;
 use tidings_testkit::conformance::spec;
+use tidings_testkit::proxy::Proxy;
 use tidings_testkit::{Namespace, recv, recv_none};
 
 async fn transport(
@@ -222,6 +224,82 @@ async fn a_long_handler_keeps_its_message_past_the_lease() {
     held.ack().await.expect("the receipt is still good");
     recv_none(&mut second, lease).await;
     recv_none(&mut first, Duration::from_millis(100)).await;
+}
+
+/// A consumer cut off from SQS for longer than the lease no longer holds its message: by
+/// then another consumer may have it. The first must not dead-letter it as well, or the
+/// dead-letter queue holds the event twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_lease_ran_out_is_dead_lettered_once() {
+    let lease = Duration::from_secs(2);
+    let Some(endpoint) = common::moto() else {
+        return;
+    };
+    let upstream = url::Url::parse(&endpoint)
+        .expect("endpoint")
+        .socket_addrs(|| None)
+        .expect("address")[0];
+    let proxy = Proxy::start(upstream).await.expect("proxy");
+    let cut_off = common::connect(
+        common::config_at(&proxy.http_url())
+            .lease(lease)
+            .timeout(Duration::from_secs(1)),
+    )
+    .await;
+    // A long lease for the other consumer: its own lease keeping then stays quiet while the
+    // test checks that the cut-off one does not release what the other holds.
+    let other = common::connect(common::config_at(&endpoint).lease(Duration::from_secs(60))).await;
+    let ns = Namespace::new();
+    let spec = spec(&ns, "poison", &["#"]);
+    let mut first = cut_off.subscribe(&spec).await.expect("subscribe");
+    let sent = event(&ns, "order.created");
+    other.publish(&sent).await.expect("publish");
+    let stale = recv(&mut first, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    drop(first);
+
+    // Cut off past the lease: its extensions fail, and the message goes to the other.
+    proxy.cut().await;
+    tokio::time::sleep(lease * 2).await;
+    let mut second = other.subscribe(&spec).await.expect("subscribe");
+    let current = recv(&mut second, Duration::from_secs(10))
+        .await
+        .expect("delivered again after the lease");
+    assert_eq!(current.attempt(), 2);
+    proxy.restore().await.expect("restore");
+    assert_eq!(
+        cut_off
+            .count(&spec.name)
+            .await
+            .expect("the network is back"),
+        0
+    );
+
+    let letter = || {
+        DeadLetter::new(
+            &spec.name,
+            Original::Envelope(Box::new(sent.clone())),
+            Reason::new(ReasonKind::Rejected, "poison"),
+        )
+    };
+    let refused = stale
+        .dead_letter(letter())
+        .await
+        .expect_err("the lease ran out: the stale delivery is not dead-lettered");
+    assert!(refused.to_string().contains("lease"), "{refused}");
+    // Dropped unsettled, the stale delivery does not release what the other one holds.
+    recv_none(&mut second, lease).await;
+    current
+        .dead_letter(letter())
+        .await
+        .expect("the delivery that holds the lease dead-letters it");
+    assert_eq!(other.count(&spec.name).await.expect("count"), 1);
+    assert_eq!(
+        waiting(&other, &spec.name).await,
+        0,
+        "deleted from the queue"
+    );
 }
 
 #[tokio::test]
