@@ -285,14 +285,21 @@ impl Tail {
     }
 }
 
-/// Three events for a webhook whose endpoint refuses connections, on the transport that
-/// `transport` (a line of the configuration file) names: each is tried once and waits for
-/// its retry, and the backlog shows the three, with the oldest's age where the transport
-/// knows it (`oldest_age`).
+/// Three events for a webhook whose endpoint closes every connection without answering, on
+/// the transport that `transport` (a line of the configuration file) names: each is tried
+/// once and waits for its retry, and the backlog shows the three, with the oldest's age where
+/// the transport knows it (`oldest_age`).
 pub async fn stuck_webhook_shows_its_backlog(transport: &str, oldest_age: bool) {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    // The port stays bound for the whole test: a port closed again could be taken by another
+    // test's server meanwhile (one answered 404 in a CI run, and the events were rejected).
+    let endpoint = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = endpoint.local_addr().unwrap().port();
+    // Ends with the test's runtime.
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = endpoint.accept().await {
+            drop(connection);
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("tidings.toml");
     std::fs::write(
@@ -322,7 +329,7 @@ backoff = "10m"
         let answer = served.post_event(&http, &event).send().await.unwrap();
         assert_eq!(answer.status(), 202);
     }
-    // Each is tried once (connection refused) and waits for its retry in ten minutes.
+    // Each is tried once (the connection closes) and waits for its retry in ten minutes.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let stuck = loop {
         let stats = served.get_json(&http, "/v1/stats").await;
