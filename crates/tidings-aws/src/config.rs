@@ -162,7 +162,8 @@ impl AwsConfig {
     }
 
     /// How long a received message stays invisible to other consumers (the visibility
-    /// timeout, default 30 s). A live consumer extends it every third of this.
+    /// timeout, default 30 s), in whole seconds. A live consumer extends it once a third of it
+    /// has gone by.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.clamp(Duration::from_secs(1), Duration::from_secs(12 * 3600));
         self

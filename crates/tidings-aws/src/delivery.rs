@@ -9,11 +9,12 @@
 //! - dead letter: sent to the subscription's dead-letter queue with the failure's details,
 //!   then deleted, but only while the message's lease has held since it was received
 //!   ([`Lease`]).
-//! - dropped unsettled: made visible again at once.
+//! - dropped unsettled: made visible again at once, while its lease holds.
 //!
 //! While a delivery is held, [`keep_leases`] extends its visibility timeout once a third of
 //! the lease has gone by, so that a long handler does not see its message handed to another
-//! consumer.
+//! consumer. A delivery whose lease may have run out is not retried, dead-lettered or
+//! released: the message is left to its next delivery.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -46,45 +47,51 @@ pub(crate) struct Subscription {
     pub(crate) name: String,
     pub(crate) queue: Queue,
     pub(crate) deletes: Deletes,
-    /// The leases of the messages held, by message id.
+    /// The leases of the messages held, by receipt handle.
     pub(crate) held: Arc<Mutex<Leases>>,
 }
 
-/// The leases of one subscription's held messages, by message id.
+/// The leases of one subscription stream's held messages, by receipt handle: one per
+/// receive, so that a message this stream receives again, its lease lost meanwhile, has a
+/// lease of its own beside the stale delivery's.
 pub(crate) type Leases = HashMap<String, Lease>;
 
-/// The lease SQS grants for the configured one: whole seconds, as the queue's visibility
-/// timeout and the extensions ask for it.
-fn granted(inner: &Inner) -> Duration {
+/// The lease SQS grants: the configured one in whole seconds, as the receives, the queue's
+/// visibility timeout and the extensions ask for it.
+pub(crate) fn granted(inner: &Inner) -> Duration {
     Duration::from_secs(inner.config.lease.as_secs().min(MAX_VISIBILITY))
 }
 
 /// What this consumer knows of a held message's lease (its visibility timeout).
 ///
 /// SQS does not say when a lease runs out: once it has, the message can go to another
-/// consumer, and the receipt handle this one holds may still change and delete it (moto's
-/// always do, and SQS's may). So the lease is tracked here, from the times requests were
-/// sent: a message whose lease ran out even for a moment is not dead-lettered by this
-/// consumer, for the consumer that received it meanwhile dead-letters it too, and the
-/// dead-letter queue would hold it twice.
+/// consumer (or to this stream again), and the receipt handle this delivery holds may still
+/// change and delete it (moto's always do, and SQS's may). So the lease is tracked here, from
+/// the times requests were sent. A delivery whose lease may have run out, even for a moment,
+/// is not dead-lettered, retried or released: whoever received the message meanwhile settles
+/// it, and would dead-letter it a second time.
 #[derive(Debug)]
 pub(crate) struct Lease {
-    receipt: String,
-    /// When the request that last set the visibility was sent.
+    /// When the last extension was tried (or the message received), for the schedule.
     renewed: Instant,
     /// The lease holds at least until then.
     until: Instant,
-    /// Whether it ran out before an extension came back.
+    /// Whether it may have run out before an extension took effect.
     lapsed: bool,
 }
 
 impl Lease {
-    /// The lease of a message received by a request sent at `asked`, for `lease`.
-    fn new(receipt: String, asked: Instant, lease: Duration) -> Self {
+    /// The lease of a message whose receive was asked at `asked` and answered at `answered`.
+    ///
+    /// The receive took effect somewhere in between, when SQS handed the message over. A
+    /// long poll can wait longer than the lease, and messages are handed over as they come:
+    /// the lease is taken to start a quarter lease before the answer, or at the request if
+    /// that was later.
+    fn new(asked: Instant, answered: Instant, lease: Duration) -> Self {
+        let start = asked.max(answered.checked_sub(lease / 4).unwrap_or(asked));
         Self {
-            receipt,
-            renewed: asked,
-            until: asked + lease,
+            renewed: start,
+            until: start + lease,
             lapsed: false,
         }
     }
@@ -95,48 +102,57 @@ impl Lease {
         // before `now`, another consumer may have received the message in between.
         self.lapsed |= now >= self.until;
         self.until = self.until.max(sent + lease);
+        self.renewed = sent;
     }
 
-    /// Whether the lease has held from the receive until `now`.
+    /// Whether the lease has surely held from the receive until `now`.
     fn has_held(&self, now: Instant) -> bool {
         !self.lapsed && now < self.until
+    }
+
+    /// Whether it is worth extending at `now`: it may still hold. One that only may have
+    /// lapsed is extended still, so that a slow answer does not cost a long handler its
+    /// message; one surely run out is not, for its receipt handle could hide the message
+    /// from the consumer that has it now.
+    fn extendable(&self, now: Instant) -> bool {
+        now < self.until
     }
 }
 
 impl Subscription {
-    fn hold(&self, id: &str, receipt: &str, asked: Instant) {
-        let lease = Lease::new(receipt.to_owned(), asked, granted(&self.inner));
+    fn hold(&self, receipt: &str, asked: Instant, answered: Instant) {
+        let lease = Lease::new(asked, answered, granted(&self.inner));
         self.held
             .lock()
             .expect("never poisoned")
-            .insert(id.to_owned(), lease);
+            .insert(receipt.to_owned(), lease);
     }
 
-    /// Stops keeping the lease of message `id`; returns whether it had held until now.
-    fn release(&self, id: &str) -> bool {
-        let lease = self.held.lock().expect("never poisoned").remove(id);
+    /// Stops keeping the lease of `receipt`; returns whether it had surely held until now.
+    fn release(&self, receipt: &str) -> bool {
+        let lease = self.held.lock().expect("never poisoned").remove(receipt);
         lease.is_some_and(|lease| lease.has_held(Instant::now()))
     }
 
-    /// Whether the lease of held message `id` has held since it was received.
-    fn has_held(&self, id: &str) -> bool {
+    /// Whether the lease of `receipt` has surely held since the message was received.
+    fn has_held(&self, receipt: &str) -> bool {
         self.held
             .lock()
             .expect("never poisoned")
-            .get(id)
+            .get(receipt)
             .is_some_and(|lease| lease.has_held(Instant::now()))
     }
 
-    /// Extends the lease of held message `id` to a whole lease, and checks that it has held
-    /// since the message was received: fails with [`Error::LeaseLost`] when it ran out even
-    /// for a moment.
+    /// Extends the lease of `receipt` (message `id`) to a whole lease, and checks that it has
+    /// surely held since the message was received: fails with [`Error::LeaseLost`] when it
+    /// may have run out, even for a moment.
     async fn renew(&self, id: &str, receipt: &str) -> Result<(), Error> {
         let lost = || Error::LeaseLost {
             message_id: id.to_owned(),
         };
         // Not asked of SQS once lost: the receipt handle may still work, and would take the
         // message from the consumer that has it now.
-        if !self.has_held(id) {
+        if !self.has_held(receipt) {
             return Err(lost());
         }
         let lease = granted(&self.inner);
@@ -144,9 +160,8 @@ impl Subscription {
         self.set_visibility(receipt, lease).await?;
         let now = Instant::now();
         let mut held = self.held.lock().expect("never poisoned");
-        if let Some(kept) = held.get_mut(id) {
+        if let Some(kept) = held.get_mut(receipt) {
             kept.extended(sent, now, lease);
-            kept.renewed = sent;
             if kept.has_held(now) {
                 return Ok(());
             }
@@ -278,16 +293,13 @@ async fn delete_round(inner: &Inner, url: &str, round: Vec<(String, Reply)>) {
     }
 }
 
-/// Keeps the leases of held messages: every half of `every`, extends to a whole lease the
-/// visibility of those extended `every` ago or longer, and records which extensions came
-/// back ([`Lease::extended`]). Ends when the stream and its deliveries are gone.
-pub(crate) async fn keep_leases(
-    inner: Arc<Inner>,
-    url: String,
-    held: Weak<Mutex<Leases>>,
-    every: Duration,
-) {
+/// Keeps the leases of held messages: every sixth of the lease, extends to a whole lease
+/// those last extended (or received) a third of a lease ago or longer, as long as they may
+/// still hold, and records which extensions came back ([`Lease::extended`]). Ends when the
+/// stream and its deliveries are gone.
+pub(crate) async fn keep_leases(inner: Arc<Inner>, url: String, held: Weak<Mutex<Leases>>) {
     let lease = granted(&inner);
+    let every = lease / 3;
     let seconds = i32::try_from(lease.as_secs()).expect("at most 12 hours");
     let mut tick = tokio::time::interval(every / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -295,28 +307,37 @@ pub(crate) async fn keep_leases(
     loop {
         tick.tick().await;
         let Some(leases) = held.upgrade() else { return };
-        let sent = Instant::now();
-        let due: Vec<(String, String)> = leases
+        let now = Instant::now();
+        let due: Vec<String> = leases
             .lock()
             .expect("never poisoned")
-            .iter_mut()
-            // One that ran out is no longer this consumer's to extend: the receipt handle
-            // may still work, and would hide the message from the consumer that has it now.
-            .filter(|(_, kept)| kept.has_held(sent) && sent.duration_since(kept.renewed) >= every)
-            .map(|(id, kept)| {
-                kept.renewed = sent;
-                (id.clone(), kept.receipt.clone())
-            })
+            .iter()
+            .filter(|(_, kept)| kept.extendable(now) && now.duration_since(kept.renewed) >= every)
+            .map(|(receipt, _)| receipt.clone())
             .collect();
         drop(leases);
         for chunk in due.chunks(BATCH) {
+            let Some(leases) = held.upgrade() else { return };
+            // Checked again as each chunk goes: the ones before may have taken a while.
+            let sent = Instant::now();
+            let chunk: Vec<&String> = {
+                let leases = leases.lock().expect("never poisoned");
+                chunk
+                    .iter()
+                    .filter(|receipt| leases.get(*receipt).is_some_and(|k| k.extendable(sent)))
+                    .collect()
+            };
+            drop(leases);
+            if chunk.is_empty() {
+                continue;
+            }
             let entries = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, (_, receipt))| {
+                .map(|(i, receipt)| {
                     aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .receipt_handle(receipt)
+                        .receipt_handle(*receipt)
                         .visibility_timeout(seconds)
                         .build()
                         .expect("id and receipt are set")
@@ -329,6 +350,7 @@ pub(crate) async fn keep_leases(
                 .set_entries(Some(entries))
                 .send()
                 .await;
+            // Those not extended are tried again at the next tick.
             let done: Vec<&str> = match &extended {
                 Ok(out) => {
                     if !out.failed().is_empty() {
@@ -338,7 +360,7 @@ pub(crate) async fn keep_leases(
                         .iter()
                         .filter_map(|entry| entry.id().parse::<usize>().ok())
                         .filter_map(|i| chunk.get(i))
-                        .map(|(id, _)| id.as_str())
+                        .map(|receipt| receipt.as_str())
                         .collect()
                 }
                 Err(error) => {
@@ -349,8 +371,8 @@ pub(crate) async fn keep_leases(
             let Some(leases) = held.upgrade() else { return };
             let now = Instant::now();
             let mut leases = leases.lock().expect("never poisoned");
-            for id in done {
-                if let Some(kept) = leases.get_mut(id) {
+            for receipt in done {
+                if let Some(kept) = leases.get_mut(receipt) {
                     kept.extended(sent, now, lease);
                 }
             }
@@ -416,13 +438,14 @@ pub(crate) fn decode(body: &Bytes) -> Result<Envelope, Undecodable> {
 
 impl AwsDelivery {
     /// A received message; `None` when it has no receipt handle (nothing can settle it).
-    /// `asked` is when the receive request was sent: the lease runs from about then.
+    /// `asked` and `answered` are when the receive was sent and answered: the lease started
+    /// in between ([`Lease::new`]).
     pub(crate) fn new(
         message: &aws_sdk_sqs::types::Message,
         incoming: Incoming,
         subscription: Arc<Subscription>,
         permit: OwnedSemaphorePermit,
-        asked: Instant,
+        (asked, answered): (Instant, Instant),
     ) -> Option<Self> {
         use aws_sdk_sqs::types::MessageSystemAttributeName as Name;
         let receipt = message.receipt_handle()?.to_owned();
@@ -443,7 +466,7 @@ impl AwsDelivery {
                 .flatten(),
             last_error: None,
         };
-        subscription.hold(&message_id, &receipt, asked);
+        subscription.hold(&receipt, asked, answered);
         Some(Self {
             message_id,
             receipt,
@@ -461,7 +484,7 @@ impl AwsDelivery {
     /// Marks it settled.
     fn settle(&mut self) {
         self.settled = true;
-        self.subscription.release(&self.message_id);
+        self.subscription.release(&self.receipt);
     }
 }
 
@@ -502,9 +525,9 @@ impl Delivery for AwsDelivery {
             %error,
             "retrying after {after:?}"
         );
-        // Where the lease ran out, the message is back on the queue or with another
-        // consumer: changing its visibility would take it from that one.
-        if !sub.has_held(&self.message_id) {
+        // Where the lease may have run out, the message may be back on the queue or with
+        // another consumer: changing its visibility would take it from that one.
+        if !sub.has_held(&self.receipt) {
             return Err(Error::LeaseLost {
                 message_id: self.message_id.clone(),
             }
@@ -518,8 +541,10 @@ impl Delivery for AwsDelivery {
     async fn dead_letter(mut self: Box<Self>, letter: DeadLetter) -> Result<(), TransportError> {
         let sub = self.subscription.clone();
         let inner = &sub.inner;
-        // A whole lease for sending and deleting, and the proof that no other consumer can
-        // have received the message and be dead-lettering it too.
+        // A whole lease for sending and deleting, once the lease is known to have held so
+        // far: no other consumer can have received the message and be dead-lettering it
+        // too. Should sending and deleting outlast the lease (and lease keeping fail all
+        // that time), it could still happen.
         sub.renew(&self.message_id, &self.receipt).await?;
         let mut send = inner
             .sqs
@@ -555,8 +580,9 @@ impl Drop for AwsDelivery {
             return;
         }
         let sub = self.subscription.clone();
-        if !sub.release(&self.message_id) {
-            // Its lease ran out: it is no longer this consumer's to release.
+        if !sub.release(&self.receipt) {
+            // Its lease may have run out: it may be another consumer's now, not this one's
+            // to release. It comes back once its lease is over.
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -575,7 +601,7 @@ impl Drop for AwsDelivery {
 mod tests {
     use super::*;
 
-    const LEASE: Duration = Duration::from_secs(5);
+    const LEASE: Duration = Duration::from_secs(8);
 
     fn at(start: Instant, seconds: u64) -> Instant {
         start + Duration::from_secs(seconds)
@@ -584,25 +610,55 @@ mod tests {
     #[test]
     fn a_lease_extended_before_it_ran_out_holds_a_whole_lease_from_the_request() {
         let start = Instant::now();
-        let mut lease = Lease::new("receipt".to_owned(), start, LEASE);
-        assert!(lease.has_held(at(start, 4)));
-        assert!(!lease.has_held(at(start, 5)), "not extended: it runs out");
-        lease.extended(at(start, 2), at(start, 3), LEASE);
-        assert!(lease.has_held(at(start, 6)));
-        assert!(!lease.has_held(at(start, 7)));
+        let mut lease = Lease::new(start, start, LEASE);
+        assert!(lease.has_held(at(start, 7)));
+        assert!(!lease.has_held(at(start, 8)), "not extended: it runs out");
+        lease.extended(at(start, 3), at(start, 4), LEASE);
+        assert!(lease.has_held(at(start, 10)));
+        assert!(!lease.has_held(at(start, 11)));
     }
 
     #[test]
     fn an_extension_that_came_back_after_the_lease_ran_out_leaves_it_lost_for_good() {
         let start = Instant::now();
-        let mut lease = Lease::new("receipt".to_owned(), start, LEASE);
+        let mut lease = Lease::new(start, start, LEASE);
         // Sent in time, but answered after the lease: it may have lapsed in between.
-        lease.extended(at(start, 4), at(start, 5), LEASE);
-        assert!(!lease.has_held(at(start, 6)));
-        lease.extended(at(start, 6), at(start, 6), LEASE);
+        lease.extended(at(start, 7), at(start, 8), LEASE);
+        assert!(!lease.has_held(at(start, 9)));
+        lease.extended(at(start, 9), at(start, 9), LEASE);
         assert!(
-            !lease.has_held(at(start, 7)),
+            !lease.has_held(at(start, 10)),
             "a later extension does not mend it"
         );
+    }
+
+    #[test]
+    fn a_lease_that_may_have_lapsed_is_still_extended_while_it_may_hold() {
+        let start = Instant::now();
+        let mut lease = Lease::new(start, start, LEASE);
+        lease.extended(at(start, 7), at(start, 8), LEASE);
+        assert!(
+            lease.extendable(at(start, 14)),
+            "a long handler keeps its message"
+        );
+        assert!(
+            !lease.extendable(at(start, 15)),
+            "surely run out: left alone"
+        );
+    }
+
+    #[test]
+    fn a_long_poll_does_not_lose_the_lease_of_what_it_received_late() {
+        let start = Instant::now();
+        // Asked at 0, answered at 20 (a poll longer than the lease).
+        let lease = Lease::new(start, at(start, 20), LEASE);
+        assert!(lease.has_held(at(start, 25)));
+        assert!(
+            !lease.has_held(at(start, 26)),
+            "from a quarter lease before the answer"
+        );
+        // Answered at once: from the request.
+        let lease = Lease::new(start, at(start, 1), LEASE);
+        assert!(!lease.has_held(at(start, 8)));
     }
 }

@@ -39,10 +39,10 @@ pub enum Error {
     /// The configuration is invalid.
     #[error("invalid AWS configuration: {0}")]
     Config(String),
-    /// A message's lease (its visibility timeout) ran out while it was being handled, so
-    /// another consumer may have received it: this consumer leaves it to that one.
+    /// A message's lease (its visibility timeout) may have run out while it was being
+    /// handled, so another consumer may have received it: this consumer leaves it to that one.
     #[error(
-        "the lease of SQS message {message_id} ran out while it was handled; \
+        "the lease of SQS message {message_id} may have run out while it was handled; \
          it is left to its next delivery"
     )]
     LeaseLost {

@@ -30,7 +30,7 @@ use tidings_core::transport::{
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::delivery::{AwsDelivery, Deletes, Subscription, keep_leases};
+use crate::delivery::{AwsDelivery, Deletes, Subscription, granted, keep_leases};
 use crate::message::Incoming;
 use crate::{AwsTransport, Error, Fanout, Inner, filter};
 
@@ -80,7 +80,6 @@ impl Subscriber for AwsTransport {
             inner.clone(),
             queue.url.clone(),
             Arc::downgrade(&held),
-            inner.config.lease / 3,
         ));
         let consuming = Consuming {
             subscription: Arc::new(Subscription {
@@ -522,7 +521,7 @@ pub(crate) fn queue_policy(service: &str, queue_arn: &str, source_arn: &str) -> 
 }
 
 /// The state of one delivery stream. Dropping it stops receiving; deliveries handed out
-/// release their messages when dropped unsettled.
+/// release their messages when dropped unsettled, while their leases hold.
 struct Consuming {
     subscription: Arc<Subscription>,
     patterns: Vec<Pattern>,
@@ -590,6 +589,9 @@ impl Consuming {
             .receive_message()
             .queue_url(&sub.queue.url)
             .max_number_of_messages(i32::try_from(permits.len()).expect("at most 10"))
+            // The lease this consumer keeps, whatever the queue's default says now (another
+            // process may have declared it with another lease).
+            .visibility_timeout(i32::try_from(granted(inner).as_secs()).expect("at most 12 hours"))
             .wait_time_seconds(i32::try_from(inner.config.wait.as_secs()).expect("at most 20"))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(
@@ -600,11 +602,13 @@ impl Consuming {
             .send()
             .await
             .map_err(|e| Error::from_sdk(&e, "receiving"))?;
+        let answered = Instant::now();
         for message in out.messages() {
             // At most as many messages as permits were asked for.
             let Some(permit) = permits.pop() else { break };
             let incoming = Incoming::read(message);
-            let Some(delivery) = AwsDelivery::new(message, incoming, sub.clone(), permit, asked)
+            let Some(delivery) =
+                AwsDelivery::new(message, incoming, sub.clone(), permit, (asked, answered))
             else {
                 continue;
             };

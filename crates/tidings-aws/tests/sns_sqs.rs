@@ -226,6 +226,46 @@ async fn a_long_handler_keeps_its_message_past_the_lease() {
     recv_none(&mut first, Duration::from_millis(100)).await;
 }
 
+/// A transport that reaches moto through a proxy the test can cut, with a short lease.
+async fn behind_a_proxy(endpoint: &str, lease: Duration) -> (Proxy, AwsTransport) {
+    let upstream = url::Url::parse(endpoint)
+        .expect("endpoint")
+        .socket_addrs(|| None)
+        .expect("address")[0];
+    let proxy = Proxy::start(upstream).await.expect("proxy");
+    let transport = common::connect(
+        common::config_at(&proxy.http_url())
+            .lease(lease)
+            .timeout(Duration::from_secs(1)),
+    )
+    .await;
+    (proxy, transport)
+}
+
+/// Cuts `transport` off for two leases, then waits until it reaches moto again.
+async fn cut_past_the_lease(
+    proxy: &Proxy,
+    transport: &AwsTransport,
+    subscription: &str,
+    lease: Duration,
+) {
+    proxy.cut().await;
+    tokio::time::sleep(lease * 2).await;
+    proxy.restore().await.expect("restore");
+    transport
+        .count(subscription)
+        .await
+        .expect("the network is back");
+}
+
+fn rejected(subscription: &str, event: &Envelope) -> DeadLetter {
+    DeadLetter::new(
+        subscription,
+        Original::Envelope(Box::new(event.clone())),
+        Reason::new(ReasonKind::Rejected, "poison"),
+    )
+}
+
 /// A consumer cut off from SQS for longer than the lease no longer holds its message: by
 /// then another consumer may have it. The first must not dead-letter it as well, or the
 /// dead-letter queue holds the event twice.
@@ -235,17 +275,7 @@ async fn a_message_whose_lease_ran_out_is_dead_lettered_once() {
     let Some(endpoint) = common::moto() else {
         return;
     };
-    let upstream = url::Url::parse(&endpoint)
-        .expect("endpoint")
-        .socket_addrs(|| None)
-        .expect("address")[0];
-    let proxy = Proxy::start(upstream).await.expect("proxy");
-    let cut_off = common::connect(
-        common::config_at(&proxy.http_url())
-            .lease(lease)
-            .timeout(Duration::from_secs(1)),
-    )
-    .await;
+    let (proxy, cut_off) = behind_a_proxy(&endpoint, lease).await;
     // A long lease for the other consumer: its own lease keeping then stays quiet while the
     // test checks that the cut-off one does not release what the other holds.
     let other = common::connect(common::config_at(&endpoint).lease(Duration::from_secs(60))).await;
@@ -260,43 +290,69 @@ async fn a_message_whose_lease_ran_out_is_dead_lettered_once() {
     drop(first);
 
     // Cut off past the lease: its extensions fail, and the message goes to the other.
-    proxy.cut().await;
-    tokio::time::sleep(lease * 2).await;
     let mut second = other.subscribe(&spec).await.expect("subscribe");
-    let current = recv(&mut second, Duration::from_secs(10))
-        .await
-        .expect("delivered again after the lease");
+    let waiting_for_it = tokio::spawn(async move {
+        let current = recv(&mut second, Duration::from_secs(20)).await;
+        (current, second)
+    });
+    cut_past_the_lease(&proxy, &cut_off, &spec.name, lease).await;
+    let (current, mut second) = waiting_for_it.await.expect("receiver");
+    let current = current.expect("delivered again after the lease");
     assert_eq!(current.attempt(), 2);
-    proxy.restore().await.expect("restore");
-    assert_eq!(
-        cut_off
-            .count(&spec.name)
-            .await
-            .expect("the network is back"),
-        0
-    );
 
-    let letter = || {
-        DeadLetter::new(
-            &spec.name,
-            Original::Envelope(Box::new(sent.clone())),
-            Reason::new(ReasonKind::Rejected, "poison"),
-        )
-    };
     let refused = stale
-        .dead_letter(letter())
+        .dead_letter(rejected(&spec.name, &sent))
         .await
         .expect_err("the lease ran out: the stale delivery is not dead-lettered");
     assert!(refused.to_string().contains("lease"), "{refused}");
     // Dropped unsettled, the stale delivery does not release what the other one holds.
     recv_none(&mut second, lease).await;
     current
-        .dead_letter(letter())
+        .dead_letter(rejected(&spec.name, &sent))
         .await
         .expect("the delivery that holds the lease dead-letters it");
     assert_eq!(other.count(&spec.name).await.expect("count"), 1);
     assert_eq!(
         waiting(&other, &spec.name).await,
+        0,
+        "deleted from the queue"
+    );
+}
+
+/// The same, when the message comes back to the same stream: the stale delivery and the
+/// new one hold leases of their own, so the stale one is refused and the new one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_received_again_by_the_same_stream_is_dead_lettered_once() {
+    let lease = Duration::from_secs(2);
+    let Some(endpoint) = common::moto() else {
+        return;
+    };
+    let (proxy, transport) = behind_a_proxy(&endpoint, lease).await;
+    let ns = Namespace::new();
+    let spec = spec(&ns, "poison-again", &["#"]);
+    let mut stream = transport.subscribe(&spec).await.expect("subscribe");
+    let sent = event(&ns, "order.created");
+    transport.publish(&sent).await.expect("publish");
+    let stale = recv(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    cut_past_the_lease(&proxy, &transport, &spec.name, lease).await;
+    let current = recv(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("delivered again after the lease");
+    assert_eq!(current.attempt(), 2);
+
+    stale
+        .dead_letter(rejected(&spec.name, &sent))
+        .await
+        .expect_err("the stale delivery's lease ran out");
+    current
+        .dead_letter(rejected(&spec.name, &sent))
+        .await
+        .expect("the new delivery's lease holds");
+    assert_eq!(transport.count(&spec.name).await.expect("count"), 1);
+    assert_eq!(
+        waiting(&transport, &spec.name).await,
         0,
         "deleted from the queue"
     );
