@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::QueueAttributeName;
 use tidings::dead_letter::{DeadLetter, Original, Page, Reason, ReasonKind, ReplayTarget};
 use tidings::envelope::Envelope;
-use tidings::transport::{DeadLetters, Publisher, Subscriber, TransportError};
+use tidings::transport::{DeadLetters, Delivery, Publisher, Subscriber, TransportError};
 use tidings_aws::AwsTransport;
 use tidings_testkit::conformance::spec;
 use tidings_testkit::proxy::Proxy;
@@ -266,6 +266,35 @@ fn rejected(subscription: &str, event: &Envelope) -> DeadLetter {
     )
 }
 
+/// Dead-letters `stale`, whose lease ran out: refused, in words that name the lease.
+async fn refused(stale: Box<dyn Delivery>, subscription: &str, event: &Envelope) {
+    let error = stale
+        .dead_letter(rejected(subscription, event))
+        .await
+        .expect_err("the lease ran out: the stale delivery is not dead-lettered");
+    assert!(error.to_string().contains("lease"), "{error}");
+}
+
+/// Dead-letters `current`, which holds the lease: the event is in the dead-letter queue
+/// once and gone from the subscription's queue.
+async fn dead_lettered_once(
+    current: Box<dyn Delivery>,
+    transport: &AwsTransport,
+    subscription: &str,
+    event: &Envelope,
+) {
+    current
+        .dead_letter(rejected(subscription, event))
+        .await
+        .expect("the delivery that holds the lease dead-letters it");
+    assert_eq!(transport.count(subscription).await.expect("count"), 1);
+    assert_eq!(
+        waiting(transport, subscription).await,
+        0,
+        "deleted from the queue"
+    );
+}
+
 /// A consumer cut off from SQS for longer than the lease no longer holds its message: by
 /// then another consumer may have it. The first must not dead-letter it as well, or the
 /// dead-letter queue holds the event twice.
@@ -300,23 +329,10 @@ async fn a_message_whose_lease_ran_out_is_dead_lettered_once() {
     let current = current.expect("delivered again after the lease");
     assert_eq!(current.attempt(), 2);
 
-    let refused = stale
-        .dead_letter(rejected(&spec.name, &sent))
-        .await
-        .expect_err("the lease ran out: the stale delivery is not dead-lettered");
-    assert!(refused.to_string().contains("lease"), "{refused}");
+    refused(stale, &spec.name, &sent).await;
     // Dropped unsettled, the stale delivery does not release what the other one holds.
     recv_none(&mut second, lease).await;
-    current
-        .dead_letter(rejected(&spec.name, &sent))
-        .await
-        .expect("the delivery that holds the lease dead-letters it");
-    assert_eq!(other.count(&spec.name).await.expect("count"), 1);
-    assert_eq!(
-        waiting(&other, &spec.name).await,
-        0,
-        "deleted from the queue"
-    );
+    dead_lettered_once(current, &other, &spec.name, &sent).await;
 }
 
 /// The same, when the message comes back to the same stream: the stale delivery and the
@@ -342,20 +358,8 @@ async fn a_message_received_again_by_the_same_stream_is_dead_lettered_once() {
         .expect("delivered again after the lease");
     assert_eq!(current.attempt(), 2);
 
-    stale
-        .dead_letter(rejected(&spec.name, &sent))
-        .await
-        .expect_err("the stale delivery's lease ran out");
-    current
-        .dead_letter(rejected(&spec.name, &sent))
-        .await
-        .expect("the new delivery's lease holds");
-    assert_eq!(transport.count(&spec.name).await.expect("count"), 1);
-    assert_eq!(
-        waiting(&transport, &spec.name).await,
-        0,
-        "deleted from the queue"
-    );
+    refused(stale, &spec.name, &sent).await;
+    dead_lettered_once(current, &transport, &spec.name, &sent).await;
 }
 
 #[tokio::test]
