@@ -1,6 +1,7 @@
 //! The CloudEvents AMQP binding: an envelope as an AMQP message and back, plus the headers
 //! tidings adds to carry attempts and failures across redeliveries.
 
+use bytes::Bytes;
 use chrono::{DateTime, TimeZone, Utc};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -9,6 +10,7 @@ use tidings_core::codec::{
     decode_json,
 };
 use tidings_core::envelope::{Envelope, ExtensionRef, ExtensionValue};
+use tidings_core::transport::Received;
 
 use crate::config::ContentMode;
 
@@ -117,6 +119,33 @@ pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing,
 /// `specversion`, and the legacy flat envelope otherwise.
 pub(crate) fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Envelope, DecodeError> {
     let content_type = properties.content_type().as_ref().map(ShortString::as_str);
+    if let Some(read) = binary(properties, body) {
+        return read;
+    }
+    if content_type.is_some_and(|ty| ty.starts_with(STRUCTURED_CONTENT_TYPE)) {
+        return StructuredJson.decode(body);
+    }
+    decode_json(body)
+}
+
+/// A received message, read as [`decode`] reads it: at once when it is in binary mode
+/// (or its `cloudEvents:` headers do not read), when first asked otherwise (so that a typed
+/// handler can read its envelope and data in one pass).
+pub(crate) fn receive(properties: &BasicProperties, body: &Bytes) -> Received {
+    let content_type = properties.content_type().as_ref().map(ShortString::as_str);
+    let owned = content_type.map(str::to_owned);
+    match binary(properties, body) {
+        Some(read) => Received::read(body.clone(), owned, read),
+        None if content_type.is_some_and(|ty| ty.starts_with(STRUCTURED_CONTENT_TYPE)) => {
+            Received::structured(body.clone(), owned)
+        }
+        None => Received::json(body.clone(), owned),
+    }
+}
+
+/// The message read in binary mode, when it carries `cloudEvents:` attributes.
+fn binary(properties: &BasicProperties, body: &[u8]) -> Option<Result<Envelope, DecodeError>> {
+    let content_type = properties.content_type().as_ref().map(ShortString::as_str);
     if let Some(headers) = properties.headers() {
         let mut attributes = Vec::new();
         for (name, value) in headers.inner() {
@@ -127,16 +156,16 @@ pub(crate) fn decode(properties: &BasicProperties, body: &[u8]) -> Result<Envelo
             else {
                 continue;
             };
-            attributes.push((attribute, attribute_value(attribute, value)?));
+            match attribute_value(attribute, value) {
+                Ok(value) => attributes.push((attribute, value)),
+                Err(error) => return Some(Err(error)),
+            }
         }
         if !attributes.is_empty() {
-            return BinaryMode::decode(attributes, content_type, body);
+            return Some(BinaryMode::decode(attributes, content_type, body));
         }
     }
-    if content_type.is_some_and(|ty| ty.starts_with(STRUCTURED_CONTENT_TYPE)) {
-        return StructuredJson.decode(body);
-    }
-    decode_json(body)
+    None
 }
 
 fn attribute_value(name: &str, value: &AMQPValue) -> Result<ExtensionValue, DecodeError> {

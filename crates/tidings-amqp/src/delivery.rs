@@ -19,7 +19,7 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use tidings_core::dead_letter::DeadLetter;
 use tidings_core::envelope::Envelope;
-use tidings_core::transport::{Delivery, FailureHistory, TransportError, Undecodable};
+use tidings_core::transport::{Delivery, FailureHistory, Received, TransportError, Undecodable};
 
 use crate::acks::Acks;
 use crate::binding::{self, header};
@@ -50,7 +50,8 @@ pub(crate) struct Subscription {
 
 /// A message of a subscription's queue.
 pub(crate) struct AmqpDelivery {
-    envelope: Result<Arc<Envelope>, Undecodable>,
+    /// The body, read into an envelope when first asked (at once in binary mode).
+    received: Received,
     topic: String,
     attempt: u32,
     failures: FailureHistory,
@@ -96,19 +97,9 @@ impl AmqpDelivery {
             last_error: binding::string(headers, header::LAST_ERROR),
         };
         let body = Bytes::from(raw.data);
-        let envelope = binding::decode(&raw.properties, &body)
-            .map(Arc::new)
-            .map_err(|error| Undecodable {
-                error,
-                body: body.clone(),
-                content_type: raw
-                    .properties
-                    .content_type()
-                    .as_ref()
-                    .map(|t| t.as_str().to_owned()),
-            });
+        let received = binding::receive(&raw.properties, &body);
         Self {
-            envelope,
+            received,
             topic,
             attempt: first.saturating_add(returned),
             failures,
@@ -161,7 +152,11 @@ fn millis(time: chrono::DateTime<Utc>) -> AMQPValue {
 #[async_trait]
 impl Delivery for AmqpDelivery {
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable> {
-        self.envelope.as_ref()
+        self.received.envelope()
+    }
+
+    fn received(&self) -> Option<&Received> {
+        Some(&self.received)
     }
 
     fn topic(&self) -> &str {

@@ -236,6 +236,33 @@ pub fn from_value<T: DomainEvent>(data: serde_json::Value) -> Result<T, VersionE
         .map_err(VersionError::Data)
 }
 
+/// Whether `envelope`'s data is of `T`'s version, so that [`decode`] reads it as it is,
+/// without upcasting: what a reader that took the data into a `T` before looking at the
+/// envelope's `dataversion` checks before using it.
+///
+/// ```
+/// use tidings_core::DomainEvent;
+/// use tidings_core::envelope::Envelope;
+/// use tidings_core::event::is_current;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct OrderPlaced {}
+///
+/// impl DomainEvent for OrderPlaced {
+///     const NAME: &'static str = "order.placed";
+///     const VERSION: u32 = 2;
+/// }
+///
+/// let envelope = Envelope::new("shop", "order.placed");
+/// assert!(is_current::<OrderPlaced>(&envelope));
+/// assert!(is_current::<OrderPlaced>(&envelope.clone().with_data_version("2.1")));
+/// assert!(!is_current::<OrderPlaced>(&envelope.clone().with_data_version("1")));
+/// assert!(!is_current::<OrderPlaced>(&envelope.with_data_version("three")));
+/// ```
+pub fn is_current<T: DomainEvent>(envelope: &Envelope) -> bool {
+    matches!(version_of::<T>(envelope), Ok(version) if version == T::VERSION)
+}
+
 /// The version `envelope` was written in, if `T` reads it: not newer than `T`'s, and, when
 /// older, with an upcaster from each version up.
 fn version_of<T: DomainEvent>(envelope: &Envelope) -> Result<u32, VersionError> {

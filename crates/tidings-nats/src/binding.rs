@@ -8,6 +8,7 @@ use tidings_core::codec::{
     decode_json,
 };
 use tidings_core::envelope::{Envelope, ExtensionValue};
+use tidings_core::transport::Received;
 
 use crate::config::ContentMode;
 
@@ -88,6 +89,22 @@ pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing,
 /// Decodes a message in whichever mode it was sent: binary when it carries `ce-` headers,
 /// structured when its JSON has a `specversion`, and the legacy flat envelope otherwise.
 pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Envelope, DecodeError> {
+    binary(headers, payload).unwrap_or_else(|| decode_json(payload))
+}
+
+/// A received message, read as [`decode`] reads it: at once when it is in binary mode,
+/// when first asked otherwise (so that a typed handler can read its envelope and data in
+/// one pass).
+pub(crate) fn receive(headers: Option<&HeaderMap>, payload: &Bytes) -> Received {
+    let content_type = content_type(headers);
+    match binary(headers, payload) {
+        Some(read) => Received::read(payload.clone(), content_type, read),
+        None => Received::json(payload.clone(), content_type),
+    }
+}
+
+/// The message read in binary mode, when it carries `ce-` headers.
+fn binary(headers: Option<&HeaderMap>, payload: &[u8]) -> Option<Result<Envelope, DecodeError>> {
     if let Some(headers) = headers {
         let attributes: Vec<(String, ExtensionValue)> = headers
             .iter()
@@ -103,14 +120,14 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
             .collect();
         if !attributes.is_empty() {
             let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_str);
-            return BinaryMode::decode(
+            return Some(BinaryMode::decode(
                 attributes.iter().map(|(n, v)| (n.as_str(), v.clone())),
                 content_type,
                 payload,
-            );
+            ));
         }
     }
-    decode_json(payload)
+    None
 }
 
 /// The content type a message declared.

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use tidings_core::dead_letter::{DeadLetter, Details};
 use tidings_core::envelope::Envelope;
-use tidings_core::transport::{Delivery, FailureHistory, TransportError, Undecodable};
+use tidings_core::transport::{Delivery, FailureHistory, Received, TransportError, Undecodable};
 use tokio::time::Instant;
 
 use crate::Inner;
@@ -90,7 +90,8 @@ pub(crate) async fn keep_leases(
 /// A message of a subscription's consumer.
 pub(crate) struct NatsDelivery {
     message: jetstream::Message,
-    envelope: Result<Arc<Envelope>, Undecodable>,
+    /// The payload, read into an envelope when first asked (at once in binary mode).
+    received: Received,
     topic: String,
     attempt: u32,
     sequence: u64,
@@ -119,17 +120,10 @@ impl NatsDelivery {
         failures: FailureHistory,
         subscription: Arc<Subscription>,
     ) -> Self {
-        let headers = message.headers.as_ref();
-        let envelope = binding::decode(headers, &message.payload)
-            .map(Arc::new)
-            .map_err(|error| Undecodable {
-                error,
-                body: message.payload.clone(),
-                content_type: binding::content_type(headers),
-            });
+        let received = binding::receive(message.headers.as_ref(), &message.payload);
         subscription.hold(sequence, message.reply.as_ref());
         Self {
-            envelope,
+            received,
             topic,
             attempt,
             sequence,
@@ -181,7 +175,11 @@ pub(crate) fn without(headers: Option<&HeaderMap>, names: &[&str]) -> HeaderMap 
 #[async_trait]
 impl Delivery for NatsDelivery {
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable> {
-        self.envelope.as_ref()
+        self.received.envelope()
+    }
+
+    fn received(&self) -> Option<&Received> {
+        Some(&self.received)
     }
 
     fn topic(&self) -> &str {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use tidings_core::dead_letter::{DeadLetter, Details};
 use tidings_core::envelope::Envelope;
-use tidings_core::transport::{Delivery, FailureHistory, TransportError, Undecodable};
+use tidings_core::transport::{Delivery, FailureHistory, Received, TransportError, Undecodable};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -98,10 +98,9 @@ pub(crate) async fn keep_leases(
 /// An entry of a subscription's stream.
 pub(crate) struct RedisDelivery {
     id: String,
-    envelope: Result<Arc<Envelope>, Undecodable>,
+    /// The body and its content type, read into an envelope when first asked.
+    received: Received,
     topic: String,
-    content_type: Option<String>,
-    body: Bytes,
     attempt: u32,
     failures: FailureHistory,
     subscription: Arc<Subscription>,
@@ -183,13 +182,6 @@ impl RedisDelivery {
         subscription: Arc<Subscription>,
         permit: OwnedSemaphorePermit,
     ) -> Self {
-        let envelope = tidings_core::codec::decode_json(&fields.body)
-            .map(Arc::new)
-            .map_err(|error| Undecodable {
-                error,
-                body: fields.body.clone(),
-                content_type: fields.content_type.clone(),
-            });
         subscription
             .held
             .lock()
@@ -197,10 +189,8 @@ impl RedisDelivery {
             .insert(id.clone(), Instant::now());
         Self {
             id,
-            envelope,
+            received: Received::json(fields.body, fields.content_type),
             topic: fields.topic,
-            content_type: fields.content_type,
-            body: fields.body,
             attempt: fields.attempt.saturating_add(redeliveries),
             failures: fields.failures,
             subscription,
@@ -242,7 +232,11 @@ fn millis(time: chrono::DateTime<Utc>) -> i64 {
 #[async_trait]
 impl Delivery for RedisDelivery {
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable> {
-        self.envelope.as_ref()
+        self.received.envelope()
+    }
+
+    fn received(&self) -> Option<&Received> {
+        Some(&self.received)
     }
 
     fn topic(&self) -> &str {
@@ -278,9 +272,9 @@ impl Delivery for RedisDelivery {
             .arg(field::TOPIC)
             .arg(&self.topic)
             .arg(field::CONTENT_TYPE)
-            .arg(self.content_type.as_deref().unwrap_or(""))
+            .arg(self.received.content_type().unwrap_or(""))
             .arg(field::BODY)
-            .arg(&self.body[..])
+            .arg(&self.received.body()[..])
             .arg(field::ATTEMPT)
             .arg(self.attempt.saturating_add(1))
             .arg(field::FIRST_FAILURE)
@@ -309,9 +303,9 @@ impl Delivery for RedisDelivery {
             .arg(field::TOPIC)
             .arg(&self.topic)
             .arg(field::CONTENT_TYPE)
-            .arg(self.content_type.as_deref().unwrap_or(""))
+            .arg(self.received.content_type().unwrap_or(""))
             .arg(field::BODY)
-            .arg(&self.body[..])
+            .arg(&self.received.body()[..])
             .arg(field::DETAILS)
             .arg(Details::of(&letter, &self.topic).to_json())
             .ignore();

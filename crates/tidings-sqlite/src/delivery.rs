@@ -5,9 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tidings_core::dead_letter::DeadLetter;
 use tidings_core::envelope::Envelope;
-use tidings_core::transport::{
-    Delivery, FailureHistory, TransportError, Undecodable, decode_stored,
-};
+use tidings_core::transport::{Delivery, FailureHistory, Received, TransportError, Undecodable};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::store::{ms, now_ms, time_of};
@@ -32,7 +30,8 @@ pub(crate) struct SqliteDelivery {
     subscription: Arc<str>,
     id: i64,
     topic: String,
-    content: Result<Arc<Envelope>, Undecodable>,
+    /// The stored body, read into an envelope when first asked.
+    content: Received,
     attempt: u32,
     failures: FailureHistory,
     settled: bool,
@@ -50,7 +49,7 @@ impl SqliteDelivery {
             lease,
             subscription,
             id: row.id,
-            content: decode_stored(row.body, row.content_type).map(Arc::new),
+            content: Received::stored(row.body.into(), row.content_type),
             topic: row.topic,
             attempt: u32::try_from(row.attempts).unwrap_or(u32::MAX).max(1),
             failures: FailureHistory {
@@ -111,7 +110,11 @@ impl fmt::Debug for SqliteDelivery {
 #[async_trait]
 impl Delivery for SqliteDelivery {
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable> {
-        self.content.as_ref()
+        self.content.envelope()
+    }
+
+    fn received(&self) -> Option<&Received> {
+        Some(&self.content)
     }
 
     fn topic(&self) -> &str {

@@ -69,6 +69,8 @@ macro_rules! conformance_suite {
             retry_with_backoff_then_dead_letter,
             dead_letter_replay_and_purge,
             poison_input_dead_lettered_once,
+            each_version_read_as_written,
+            schema_beyond_serde_is_held,
             undecodable_bytes_dead_lettered_once,
             removed_subscription_keeps_nothing,
             deduplication,

@@ -9,10 +9,11 @@ use futures::FutureExt;
 use tidings_core::DomainEvent;
 use tidings_core::envelope::Envelope;
 use tidings_core::topic::Pattern;
+use tidings_core::transport::Received;
 use tower::Service;
 use tower::util::BoxCloneSyncService;
 
-use crate::middleware::{Handling, HandlingFuture};
+use crate::middleware::{Handling, HandlingFuture, ReadAhead};
 use crate::{Disposition, Event, Handler, classify};
 
 /// The handler side of a subscription: which topics go to which handler service.
@@ -20,6 +21,17 @@ pub(crate) struct Route {
     pub(crate) name: Arc<str>,
     pub(crate) pattern: Pattern,
     pub(crate) service: BoxCloneSyncService<Handling, Disposition, Infallible>,
+    /// Reads a delivery's envelope and the handler's data in one pass, for a typed handler
+    /// that can take the data as deserializing reads it.
+    pub(crate) reader: Option<Reader>,
+}
+
+/// Reads the envelope and a typed handler's data from a body in one pass.
+pub(crate) type Reader = fn(&Received) -> ReadAhead;
+
+/// The data of a `T`'s route read with the envelope, when it is of `T`'s version.
+fn read_ahead<T: DomainEvent>(received: &Received) -> ReadAhead {
+    ReadAhead::of(received.read_with_data::<T>(tidings_core::event::is_current::<T>))
 }
 
 /// Decodes the data into `T`, upcast from the version it was written in, and calls a typed
@@ -69,6 +81,21 @@ impl<T: DomainEvent, H> Typed<T, H> {
             schema: schema::<T>(),
             _event: PhantomData,
         }
+    }
+
+    /// What reads the data with the envelope, in one pass, for this handler: only where
+    /// deserializing checks all the data is held to (no schema beyond serde's checks), since
+    /// a value read ahead goes to the handler without passing through [`Typed::data`].
+    pub(crate) fn reader(&self) -> Option<Reader> {
+        #[cfg(feature = "validate")]
+        if self
+            .schema
+            .as_ref()
+            .is_some_and(|schema| schema.beyond_serde)
+        {
+            return None;
+        }
+        Some(read_ahead::<T>)
     }
 
     /// The data of `envelope` as a `T`, held to `T`'s schema when there is one.
@@ -153,8 +180,12 @@ impl<T: DomainEvent, H: Handler<Event<T>>> Service<Handling> for Typed<T, H> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Handling) -> HandlingFuture {
-        match self.data(&req.envelope) {
+    fn call(&mut self, mut req: Handling) -> HandlingFuture {
+        let data = match req.read_ahead.take::<T>() {
+            Some(data) => Ok(data),
+            None => self.data(&req.envelope),
+        };
+        match data {
             Ok(data) => self
                 .handler
                 .call(Event::new(data, req.envelope))

@@ -18,7 +18,7 @@ use crate::middleware::{
 };
 use crate::registry::{Registration, Role};
 use crate::route::{Raw, Route, Typed};
-use crate::worker::Worker;
+use crate::worker::{Routed, Worker};
 use crate::{Bus, Disposition, Error, Event, Handler, Result};
 
 /// Builds a subscription: a durable name, one or more routes (typed or by pattern), and how
@@ -89,8 +89,11 @@ impl SubscriptionBuilder {
         match Pattern::exact(T::NAME) {
             Ok(pattern) => {
                 self.registrations.push(Registration::of::<T>());
-                self.routes
-                    .push(self.route(T::NAME, pattern, Typed::<T, H>::new(handler)));
+                let typed = Typed::<T, H>::new(handler);
+                let reader = typed.reader();
+                let mut route = self.route(T::NAME, pattern, typed);
+                route.reader = reader;
+                self.routes.push(route);
             }
             Err(e) => {
                 self.error.get_or_insert(e.into());
@@ -161,6 +164,7 @@ impl SubscriptionBuilder {
             name: name.into(),
             pattern,
             service: BoxCloneSyncService::new(service),
+            reader: None,
         }
     }
 
@@ -192,7 +196,14 @@ impl SubscriptionBuilder {
             if !patterns.contains(&route.pattern) {
                 patterns.push(route.pattern.clone());
             }
-            matcher.insert(route.pattern, (route.name, BoxCloneSyncService::new(stack)));
+            matcher.insert(
+                route.pattern,
+                Routed {
+                    handler: route.name,
+                    stack: BoxCloneSyncService::new(stack),
+                    reader: route.reader,
+                },
+            );
         }
         let spec = SubscriptionSpec::new(&self.name, patterns)
             .with_prefetch(self.prefetch.unwrap_or(self.concurrency * 2));

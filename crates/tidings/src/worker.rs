@@ -14,15 +14,24 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::middleware::Handling;
+use crate::middleware::{Handling, ReadAhead};
+use crate::route::Reader;
 use crate::{Observer, Settlement};
 
 pub(crate) type Stack = BoxCloneSyncService<Handling, Settlement, Infallible>;
 
 pub(crate) struct Worker {
     pub(crate) name: Arc<str>,
-    pub(crate) routes: Matcher<(Arc<str>, Stack)>,
+    pub(crate) routes: Matcher<Routed>,
     pub(crate) concurrency: usize,
+}
+
+/// A route as the worker runs it: its handler's name, the middleware stack around it, and
+/// what reads its data with the envelope.
+pub(crate) struct Routed {
+    pub(crate) handler: Arc<str>,
+    pub(crate) stack: Stack,
+    pub(crate) reader: Option<Reader>,
 }
 
 impl Worker {
@@ -102,6 +111,13 @@ impl Worker {
         slot: OwnedSemaphorePermit,
     ) {
         let started = Instant::now();
+        // The route is found by topic alone, so that its reader can read the envelope and
+        // the handler's data in one pass before anything else asks for the envelope.
+        let route = self.routes.matches(delivery.topic()).next().map(|(_, r)| r);
+        let read_ahead = match (route.and_then(|r| r.reader), delivery.received()) {
+            (Some(read), Some(received)) => read(received),
+            _ => ReadAhead::default(),
+        };
         observer.on_received(&self.name, delivery.envelope().ok().map(|e| &**e));
         let envelope = match delivery.envelope() {
             Ok(envelope) => envelope.clone(),
@@ -122,7 +138,7 @@ impl Worker {
                 return;
             }
         };
-        let Some((_, (handler, stack))) = self.routes.matches(delivery.topic()).next() else {
+        let Some(Routed { handler, stack, .. }) = route else {
             let reason = Reason::new(
                 ReasonKind::UnknownType,
                 format!(
@@ -144,8 +160,9 @@ impl Worker {
             observer.on_settled(&self.name, Some(&envelope), &settlement, started.elapsed());
             return;
         };
-        let handling = Handling::new(envelope.clone(), self.name.clone(), handler.clone())
+        let mut handling = Handling::new(envelope.clone(), self.name.clone(), handler.clone())
             .with_attempt(delivery.attempt(), delivery.failures().clone());
+        handling.read_ahead = read_ahead;
         let Ok(settlement) = stack.clone().oneshot(handling).await;
         drop(slot);
         self.settle(delivery, &settlement).await;

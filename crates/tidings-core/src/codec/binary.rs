@@ -1,12 +1,11 @@
 //! CloudEvents binary content mode: attributes as protocol headers, `data` as the body.
 
 use bytes::Bytes;
-use serde_json::value::RawValue;
 
 use super::scalar::Scalar;
 use super::structured::Fields;
 use super::{DecodeError, format_time};
-use crate::envelope::{Data, Envelope, ExtensionRef, ExtensionValue, SPEC_VERSION};
+use crate::envelope::{Data, Envelope, ExtensionRef, ExtensionValue, Json, SPEC_VERSION};
 
 /// CloudEvents binary content mode, the part every protocol binding shares.
 ///
@@ -135,8 +134,8 @@ fn data(content_type: Option<&str>, body: &[u8]) -> Result<Option<Data>, DecodeE
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| DecodeError::invalid("data", format!("JSON body is not UTF-8: {e}")))?;
-    RawValue::from_string(text.to_owned())
-        .map(|raw| Some(Data::Json(raw)))
+    Json::from_text(text)
+        .map(|json| Some(Data::Json(json)))
         .map_err(DecodeError::Json)
 }
 

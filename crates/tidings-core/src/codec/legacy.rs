@@ -56,7 +56,9 @@ impl Codec for Legacy {
         // Written verbatim after the other members: parsed into a `Value` and written again,
         // its keys would be reordered and a number could come back as another number.
         let data = match &envelope.data {
-            Some(Data::Json(raw)) => Some(&**raw),
+            // Checked again for serde_json to write it as it is; the legacy format is for
+            // feeding services that cannot read CloudEvents, not the hot path.
+            Some(Data::Json(json)) => Some(serde_json::from_str::<&RawValue>(json.get())?),
             Some(Data::Binary(_)) => {
                 return Err(EncodeError::Unrepresentable {
                     format: "legacy",
@@ -148,7 +150,7 @@ impl Codec for Legacy {
         let mut map = Map::new();
         for (name, raw) in members {
             if name == "data" {
-                data = Some(Data::Json(raw));
+                data = Some(Data::Json(raw.into()));
             } else {
                 let value = serde_json::from_str(raw.get()).map_err(DecodeError::Json)?;
                 map.insert(name, value);

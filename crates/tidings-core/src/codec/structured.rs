@@ -1,17 +1,18 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Write as _;
+use std::marker::PhantomData;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::scalar::Scalar;
 use super::{Codec, DecodeError, EncodeError, format_time, parse_time};
 use crate::envelope::{
-    Data, Envelope, ExtensionRef, Extensions, SPEC_VERSION, is_valid_extension_name,
+    Data, Envelope, ExtensionRef, Extensions, Json, SPEC_VERSION, is_valid_extension_name,
 };
 
 /// CloudEvents 1.0 structured JSON: `application/cloudevents+json`.
@@ -59,15 +60,106 @@ impl Codec for StructuredJson {
     }
 }
 
-/// The attributes and data of one JSON object, borrowed from the input where they can be.
-fn read<'de, R: serde_json::de::Read<'de>>(
+impl StructuredJson {
+    /// Decodes `bytes` as [`decode`](Codec::decode) does and reads their `data` into a `T`
+    /// in the same pass.
+    ///
+    /// [`decode`](Codec::decode) keeps the data as text, which means reading it to its end
+    /// to find where it ends; a handler then reads that text again into its type. Here the
+    /// data is read once, straight into the type, and its text is found from where the
+    /// members around it start: the envelope is the same as `decode`'s, data text included.
+    ///
+    /// `None` when that does not apply: the body is not UTF-8, not a valid event, has no
+    /// JSON `data`, or data a `T` does not read; or `data`, or the member after it, is
+    /// named with escapes (then where the data ends is not known without reading it
+    /// again). Decode such a body with [`decode`](Codec::decode), which says what is wrong
+    /// with it, and read the data from the envelope.
+    ///
+    /// ```
+    /// use tidings_core::codec::{Codec, StructuredJson};
+    ///
+    /// let body = br#"{"specversion":"1.0","id":"1","source":"oms","type":"order.created",
+    ///     "data": {"order_id": "o-1", "total": 12.5} }"#;
+    /// let (envelope, data) = StructuredJson.decode_with_data::<serde_json::Value>(body).unwrap();
+    /// assert_eq!(envelope, StructuredJson.decode(body).unwrap());
+    /// assert_eq!(data["total"], 12.5);
+    ///
+    /// let no_data = br#"{"specversion":"1.0","id":"1","source":"oms","type":"order.created"}"#;
+    /// assert!(StructuredJson.decode_with_data::<serde_json::Value>(no_data).is_none());
+    /// ```
+    pub fn decode_with_data<T: DeserializeOwned>(&self, bytes: &[u8]) -> Option<(Envelope, T)> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut fields: Fields<'_, T> = read(serde_json::Deserializer::from_str(text)).ok()?;
+        let data = fields.data.take()?;
+        let span = fields.data_span.take()?.text(text)?;
+        let envelope = fields.build(Some(span)).ok()?;
+        Some((envelope, data))
+    }
+}
+
+/// The attributes and data of one JSON object, borrowed from the input where they can be;
+/// the data read as a `D`.
+fn read<'de, R: serde_json::de::Read<'de>, D: Deserialize<'de>>(
     mut de: serde_json::Deserializer<R>,
-) -> Result<Fields<'de>, DecodeError> {
+) -> Result<Fields<'de, D>, DecodeError> {
     let fields = de
-        .deserialize_map(FieldsVisitor)
+        .deserialize_map(FieldsVisitor(PhantomData))
         .map_err(DecodeError::Json)?;
     de.end().map_err(DecodeError::Json)?;
     Ok(fields)
+}
+
+/// Where the data is in the text of the object it was read from: after its member name,
+/// and before the name of the member that follows it or the object's end. Both names are
+/// borrowed from that text, so their addresses say where they are in it.
+#[derive(Clone, Copy)]
+struct DataSpan<'de> {
+    /// The name `data`.
+    name: &'de str,
+    /// What follows the data.
+    next: Next<'de>,
+}
+
+/// What follows the data in its object.
+#[derive(Clone, Copy)]
+enum Next<'de> {
+    /// A member whose name was written without escapes, borrowed from the input.
+    Member(&'de str),
+    /// A member whose name was written with escapes: not borrowed, so not located.
+    Escaped,
+    /// The end of the object.
+    End,
+}
+
+/// JSON's whitespace: what may stand between a name, its colon, its value and a comma.
+const WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+impl<'de> DataSpan<'de> {
+    /// The text of the data in `text`, the whole input the object was parsed from without
+    /// error: its value is what stands between `"data"`, whitespace, `:` and whitespace on
+    /// one side, and whitespace, `,` and whitespace before the next name's opening quote
+    /// (or whitespace, the object's closing brace and whitespace, the input's end) on the
+    /// other. `None` where the names are not where they should be in `text`.
+    fn text(self, text: &'de str) -> Option<&'de str> {
+        let offset = |part: &str| (part.as_ptr() as usize).checked_sub(text.as_ptr() as usize);
+        let after_name = text.get(offset(self.name)? + self.name.len()..)?;
+        let value = after_name
+            .strip_prefix('"')?
+            .trim_start_matches(WHITESPACE)
+            .strip_prefix(':')?
+            .trim_start_matches(WHITESPACE);
+        let start = text.len() - value.len();
+        let before_next = match self.next {
+            Next::Member(name) => text
+                .get(..offset(name)?)?
+                .strip_suffix('"')?
+                .trim_end_matches(WHITESPACE)
+                .strip_suffix(',')?,
+            Next::End => text.trim_end_matches(WHITESPACE).strip_suffix('}')?,
+            Next::Escaped => return None,
+        };
+        text.get(start..before_next.trim_end_matches(WHITESPACE).len())
+    }
 }
 
 /// Room for the attributes of a typical event (names, ids, source, type, time, trace
@@ -208,8 +300,7 @@ fn time_string(out: &mut Vec<u8>, time: &chrono::DateTime<chrono::Utc>) {
 /// Attributes as read, before validation, borrowed from the input where they are written
 /// without escapes: only what the envelope keeps is copied, once. The binary mode fills it
 /// from protocol headers.
-#[derive(Default)]
-pub(crate) struct Fields<'de> {
+pub(crate) struct Fields<'de, D = &'de RawValue> {
     specversion: Option<Scalar<'de>>,
     id: Option<Scalar<'de>>,
     source: Option<Scalar<'de>>,
@@ -218,26 +309,59 @@ pub(crate) struct Fields<'de> {
     datacontenttype: Option<Scalar<'de>>,
     dataschema: Option<Scalar<'de>>,
     subject: Option<Scalar<'de>>,
-    /// Borrowed from the input: copied once, into the envelope, after every attribute has
-    /// been found valid.
-    data: Option<&'de RawValue>,
+    /// As [`decode`](Codec::decode) reads it, its text borrowed from the input: copied
+    /// once, into the envelope, after every attribute has been found valid. As
+    /// [`decode_with_data`](StructuredJson::decode_with_data) reads it, the handler's type.
+    data: Option<D>,
+    /// Where the data was, when it was named without escapes.
+    data_span: Option<DataSpan<'de>>,
     data_base64: Option<Scalar<'de>>,
     extensions: Vec<(Cow<'de, str>, Scalar<'de>)>,
     duplicate: Option<String>,
 }
 
-struct FieldsVisitor;
+impl<D> Default for Fields<'_, D> {
+    fn default() -> Self {
+        Self {
+            specversion: None,
+            id: None,
+            source: None,
+            ty: None,
+            time: None,
+            datacontenttype: None,
+            dataschema: None,
+            subject: None,
+            data: None,
+            data_span: None,
+            data_base64: None,
+            extensions: Vec::new(),
+            duplicate: None,
+        }
+    }
+}
 
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
+/// Reads an object's members into [`Fields`], its data as a `D`.
+struct FieldsVisitor<D>(PhantomData<fn() -> D>);
+
+impl<'de, D: Deserialize<'de>> Visitor<'de> for FieldsVisitor<D> {
+    type Value = Fields<'de, D>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a CloudEvent JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de, D>, A::Error> {
         let mut fields = Fields::default();
+        // The data's name, until the name after it (or the object's end) is known.
+        let mut data_name: Option<&'de str> = None;
         while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            if let Some(name) = data_name.take() {
+                let next = match key {
+                    Cow::Borrowed(next) => Next::Member(next),
+                    Cow::Owned(_) => Next::Escaped,
+                };
+                fields.data_span = Some(DataSpan { name, next });
+            }
             let slot = match &*key {
                 "specversion" => &mut fields.specversion,
                 "id" => &mut fields.id,
@@ -249,9 +373,11 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 "subject" => &mut fields.subject,
                 "data_base64" => &mut fields.data_base64,
                 "data" => {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if fields.data.replace(raw).is_some() {
+                    let data: D = map.next_value()?;
+                    if fields.data.replace(data).is_some() {
                         fields.duplicate.get_or_insert(key.into_owned());
+                    } else if let Cow::Borrowed(name) = key {
+                        data_name = Some(name);
                     }
                     continue;
                 }
@@ -268,6 +394,12 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             if slot.replace(value).is_some() {
                 fields.duplicate.get_or_insert(key.into_owned());
             }
+        }
+        if let Some(name) = data_name {
+            fields.data_span = Some(DataSpan {
+                name,
+                next: Next::End,
+            });
         }
         Ok(fields)
     }
@@ -327,7 +459,7 @@ fn owned(value: Option<Cow<'_, str>>) -> Option<String> {
     value.map(Cow::into_owned)
 }
 
-impl<'de> Fields<'de> {
+impl<'de, D> Fields<'de, D> {
     /// Records attribute `name` as the structured format would read it; `data` and
     /// `data_base64` are not attributes and are refused.
     pub(crate) fn insert(&mut self, name: &str, value: Scalar<'de>) -> Result<(), DecodeError> {
@@ -360,7 +492,8 @@ impl<'de> Fields<'de> {
         Ok(())
     }
 
-    pub(crate) fn into_envelope(self) -> Result<Envelope, DecodeError> {
+    /// The envelope, its JSON data (if any) `data`, once every attribute is found valid.
+    fn build(self, data: Option<&str>) -> Result<Envelope, DecodeError> {
         if let Some(name) = self.duplicate {
             return Err(DecodeError::DuplicateAttribute(name));
         }
@@ -396,9 +529,9 @@ impl<'de> Fields<'de> {
         }
 
         let data_base64 = optional("data_base64", self.data_base64)?;
-        let data = match (self.data, data_base64) {
+        let data = match (data, data_base64) {
             (Some(_), Some(_)) => return Err(DecodeError::ConflictingData),
-            (Some(raw), None) => Some(Data::Json(raw.to_owned())),
+            (Some(text), None) => Some(Data::Json(Json::read(text))),
             (None, Some(b64)) => Some(Data::Binary(Bytes::from(
                 BASE64
                     .decode(b64.as_bytes())
@@ -418,6 +551,14 @@ impl<'de> Fields<'de> {
             extensions,
             data,
         })
+    }
+}
+
+impl Fields<'_> {
+    /// The envelope, once every attribute is found valid.
+    pub(crate) fn into_envelope(mut self) -> Result<Envelope, DecodeError> {
+        let data = self.data.take();
+        self.build(data.map(RawValue::get))
     }
 }
 
@@ -483,7 +624,12 @@ mod tests {
             .unwrap();
         }
         match &envelope.data {
-            Some(Data::Json(raw)) => map.serialize_entry("data", raw).unwrap(),
+            Some(Data::Json(json)) => map
+                .serialize_entry(
+                    "data",
+                    serde_json::from_str::<&RawValue>(json.get()).unwrap(),
+                )
+                .unwrap(),
             Some(Data::Binary(bytes)) => map
                 .serialize_entry("data_base64", &BASE64.encode(bytes))
                 .unwrap(),
@@ -603,6 +749,100 @@ mod tests {
                 String::from_utf8_lossy(&reference)
             );
         }
+    }
+
+    /// `body` with its members laid out again: sorted by name (so that `data` comes before
+    /// others) or with `data` moved last, and `space` around every token of the object.
+    fn laid_out_again(body: &[u8], data_last: bool, space: &str) -> Vec<u8> {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).unwrap();
+        let mut members: Vec<_> = object.into_iter().collect();
+        if data_last {
+            members.sort_by_key(|(name, _)| name == "data");
+        }
+        let members: Vec<String> = members
+            .iter()
+            .map(|(name, value)| {
+                let (name, value) = (
+                    serde_json::to_string(name).unwrap(),
+                    serde_json::to_string(value).unwrap(),
+                );
+                format!("{space}{name}{space}:{space}{value}{space}")
+            })
+            .collect();
+        format!("{space}{{{}}}{space}", members.join(",")).into_bytes()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// Reading the data with the envelope gives the envelope `decode` gives, its data
+        /// text included, and the data as reading that text gives it; wherever the data
+        /// stands among the members, whatever whitespace surrounds it.
+        #[test]
+        fn reading_the_data_with_the_envelope_gives_what_decoding_gives(
+            envelope in any_envelope(),
+        ) {
+            let direct = StructuredJson.encode(&envelope).unwrap();
+            let bodies = [
+                laid_out_again(&direct, false, " \n"),
+                laid_out_again(&direct, true, "\t\r "),
+                direct,
+            ];
+            for body in bodies {
+                let read = StructuredJson.decode_with_data::<serde_json::Value>(&body);
+                let Ok(decoded) = StructuredJson.decode(&body) else {
+                    // An extension name the generator drew that is not a valid one.
+                    proptest::prop_assert!(read.is_none());
+                    continue;
+                };
+                match (&decoded.data, read) {
+                    (Some(Data::Json(json)), Some((envelope, data))) => {
+                        let reference: serde_json::Value = serde_json::from_str(json.get()).unwrap();
+                        proptest::prop_assert_eq!(&envelope, &decoded);
+                        proptest::prop_assert_eq!(data, reference);
+                    }
+                    (Some(Data::Json(_)), None) => {
+                        proptest::prop_assert!(false, "JSON data not read with the envelope");
+                    }
+                    (_, read) => proptest::prop_assert!(read.is_none()),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn data_named_with_escapes_or_followed_by_such_a_name_is_left_to_decode() {
+        for body in [
+            r#"{"specversion":"1.0","id":"1","source":"s","type":"t","d\u0061ta":{"a":1}}"#,
+            r#"{"specversion":"1.0","id":"1","source":"s","data":{"a":1},"typ\u0065":"t"}"#,
+        ] {
+            let decoded = StructuredJson.decode(body.as_bytes()).unwrap();
+            assert_eq!(decoded.data.unwrap().as_bytes(), br#"{"a":1}"#);
+            assert!(
+                StructuredJson
+                    .decode_with_data::<serde_json::Value>(body.as_bytes())
+                    .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn data_the_type_does_not_read_or_a_body_that_is_no_event_is_left_to_decode() {
+        let body = br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":{"a":1}}"#;
+        assert!(StructuredJson.decode_with_data::<Vec<u8>>(body).is_none());
+        let no_type = br#"{"specversion":"1.0","id":"1","source":"s","data":{"a":1}}"#;
+        assert!(
+            StructuredJson
+                .decode_with_data::<serde_json::Value>(no_type)
+                .is_none()
+        );
+        let both = br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#;
+        assert!(
+            StructuredJson
+                .decode_with_data::<serde_json::Value>(both)
+                .is_none()
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 mod data;
 mod extensions;
 
-pub use data::Data;
+pub use data::{Data, Json};
 pub use extensions::{
     Category, ExtensionError, ExtensionRef, ExtensionValue, Extensions, is_valid_extension_name,
 };

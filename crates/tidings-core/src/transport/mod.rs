@@ -13,9 +13,11 @@
 
 mod capabilities;
 mod error;
+mod received;
 
 pub use capabilities::Capabilities;
 pub use error::TransportError;
+pub use received::Received;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,6 +153,14 @@ pub struct FailureHistory {
 pub trait Delivery: Send + Sync + std::fmt::Debug + 'static {
     /// The event, or the bytes that failed to decode.
     fn envelope(&self) -> Result<&Arc<Envelope>, &Undecodable>;
+
+    /// The body the envelope is read from, for a typed handler to read the envelope and
+    /// its data in one pass ([`Received::read_with_data`]) before anything asks for the
+    /// [`envelope`](Delivery::envelope). `None` (the default) when the envelope does not
+    /// come from a body kept as it arrived.
+    fn received(&self) -> Option<&Received> {
+        None
+    }
 
     /// The topic (routing key) it was published under: its type, unless it was replayed or
     /// forwarded under another topic.

@@ -7,7 +7,10 @@ use tidings::dead_letter::{Page, ReasonKind};
 use tidings::envelope::Envelope;
 use tidings::{Event, HandlerError};
 
-use super::{OrderCreated, QUIET, WAIT, envelope, fast_retry, observed_bus, seq_of};
+use super::{
+    CartCheckedOut, CartLine, OrderCreated, OrderPriced, QUIET, WAIT, envelope, fast_retry,
+    observed_bus, seq_of,
+};
 use crate::{Harness, Namespace, Probe};
 
 type Env = Arc<Envelope>;
@@ -371,6 +374,124 @@ pub async fn poison_input_dead_lettered_once(harness: &impl Harness) {
     assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
     assert!(letter.reason.message.contains("seq"), "{}", letter.reason);
     assert_eq!(letter.attempts, 1);
+    bus.shutdown().await.expect("shutdown");
+}
+
+/// A typed handler gets each event's data as the version it was written in reads into its
+/// type: an older version through the upcasters even when its data would deserialize as it
+/// is, a newer one not at all (dead-lettered as an unsupported version).
+pub async fn each_version_read_as_written(harness: &impl Harness) {
+    let ns = Namespace::new();
+    let (bus, settled) = observed_bus(&ns, harness.transport().await);
+    let handled = Probe::new();
+    let seen = handled.clone();
+    let name = ns.subscription("priced");
+    bus.subscribe::<OrderPriced, _>(&name, move |e: Event<OrderPriced>| {
+        let seen = seen.clone();
+        async move {
+            seen.push((e.order_id.clone(), e.cents));
+            Ok(())
+        }
+    })
+    .await
+    .expect("subscribe");
+    let priced = |order: &str, data: serde_json::Value, version: &str| {
+        Envelope::new(ns.as_str(), "conformance.order.priced")
+            .with_json_data(&data)
+            .expect("json")
+            .with_data_version(version)
+            .with_subject(order)
+    };
+    let older = priced(
+        "v1",
+        serde_json::json!({ "order_id": "v1", "euros": 1.5 }),
+        "1",
+    );
+    let newer = priced(
+        "v3",
+        serde_json::json!({ "order_id": "v3", "cents": 7 }),
+        "3",
+    );
+    bus.publish_envelope(older).await.expect("publish");
+    bus.publish_envelope(newer.clone()).await.expect("publish");
+    bus.publish(&OrderPriced {
+        order_id: "v2".into(),
+        cents: 250,
+    })
+    .await
+    .expect("publish");
+    let mine = |s: &super::Settled| s.subscription == name;
+    settled.wait_for(3, WAIT).await;
+    tokio::time::sleep(QUIET).await;
+    let mut handled = handled.items();
+    handled.sort();
+    assert_eq!(
+        handled,
+        [("v1".to_owned(), 150), ("v2".to_owned(), 250)],
+        "version 1 upcast, version 2 as it is, version 3 not handled"
+    );
+    let letters = bus
+        .dead_letters()
+        .list(&name, Page::default())
+        .await
+        .expect("list");
+    let letter = letters
+        .iter()
+        .find(|l| l.envelope().map(|e| &e.id) == Some(&newer.id))
+        .expect("the newer version dead-lettered");
+    assert_eq!(letter.reason.kind, ReasonKind::UnsupportedVersion);
+    assert_eq!(
+        settled.items().into_iter().filter(mine).count(),
+        3,
+        "each event settled once"
+    );
+    bus.shutdown().await.expect("shutdown");
+}
+
+/// Data that deserializes into the handler's type but breaks what its JSON Schema asserts
+/// beyond that (a `range`) is dead-lettered as a schema violation, never handled.
+pub async fn schema_beyond_serde_is_held(harness: &impl Harness) {
+    let ns = Namespace::new();
+    let (bus, settled) = observed_bus(&ns, harness.transport().await);
+    let handled = Probe::new();
+    let seen = handled.clone();
+    let name = ns.subscription("carts");
+    bus.subscribe::<CartCheckedOut, _>(&name, move |e: Event<CartCheckedOut>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(e.cart_id.clone());
+            Ok(())
+        }
+    })
+    .await
+    .expect("subscribe");
+    let cart = |id: &str, quantity: u32| CartCheckedOut {
+        cart_id: id.into(),
+        lines: vec![CartLine { quantity }],
+    };
+    let empty = Envelope::new(ns.as_str(), "conformance.cart.checked_out")
+        .with_json_data(&cart("empty", 0))
+        .expect("json");
+    bus.publish_envelope(empty.clone()).await.expect("publish");
+    bus.publish(&cart("full", 2)).await.expect("publish");
+    settled.wait_for(2, WAIT).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(handled.items(), ["full"], "only the valid cart handled");
+    let letters = bus
+        .dead_letters()
+        .list(&name, Page::default())
+        .await
+        .expect("list");
+    let letter = letters
+        .iter()
+        .find(|l| l.envelope().map(|e| &e.id) == Some(&empty.id))
+        .expect("the cart with a quantity of 0 dead-lettered");
+    assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
+    assert!(
+        letter.reason.message.contains("/lines/0/quantity"),
+        "{}",
+        letter.reason
+    );
     bus.shutdown().await.expect("shutdown");
 }
 

@@ -76,6 +76,57 @@ pub struct OrderCreated {
     pub seq: u64,
 }
 
+/// A typed event at its second version, for the rule that each version is read as it was
+/// written: version 1 had the total in euros, version 2 has it in cents. Version 1's data
+/// also deserializes as version 2 as it is (`cents` defaults to 0), so only reading it
+/// through the upcaster gives the right total.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, DomainEvent)]
+#[event(
+    name = "conformance.order.priced",
+    version = 2,
+    upcasters(priced_v1_to_v2)
+)]
+pub struct OrderPriced {
+    /// Aggregate id.
+    #[event(subject)]
+    pub order_id: String,
+    /// The total, in cents.
+    #[serde(default)]
+    pub cents: u64,
+}
+
+/// Version 1 of [`OrderPriced`] had `euros`; version 2 has `cents`.
+fn priced_v1_to_v2(mut data: serde_json::Value) -> Result<serde_json::Value, tidings::UpcastError> {
+    let euros = data["euros"]
+        .as_f64()
+        .ok_or_else(|| tidings::UpcastError::new("no `euros`"))?;
+    data["cents"] = serde_json::json!((euros * 100.0).round() as u64);
+    Ok(data)
+}
+
+/// A typed event whose JSON Schema asserts more than deserializing checks (a quantity from
+/// 1), for the rule that such data is held to its schema on every transport.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, DomainEvent)]
+#[event(name = "conformance.cart.checked_out")]
+pub struct CartCheckedOut {
+    /// Aggregate id.
+    #[event(subject)]
+    pub cart_id: String,
+    /// What is in it.
+    pub lines: Vec<CartLine>,
+}
+
+/// One line of a [`CartCheckedOut`].
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, tidings::schemars::JsonSchema,
+)]
+#[schemars(crate = "tidings::schemars")]
+pub struct CartLine {
+    /// How many, from 1: serde alone would take 0.
+    #[schemars(range(min = 1))]
+    pub quantity: u32,
+}
+
 /// One settled delivery, as the bus's observer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {

@@ -31,6 +31,7 @@ pub use retry::{Retry, RetryLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use tracing::{Traced, TracingLayer};
 
+use std::any::Any;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -54,6 +55,44 @@ pub struct Handling {
     pub subscription: Arc<str>,
     /// The handler (route) chosen for it.
     pub handler: Arc<str>,
+    /// The data, read with the envelope in one pass by the handler's route.
+    pub(crate) read_ahead: ReadAhead,
+}
+
+/// A typed handler's data, read from the body in the same pass as its envelope, before the
+/// middleware runs ([`Received::read_with_data`](tidings_core::transport::Received::read_with_data)).
+///
+/// It is for the one call that reaches the handler: a clone of the [`Handling`] does not
+/// carry it, and reads the data from the envelope again.
+#[derive(Default)]
+pub(crate) struct ReadAhead(Option<Box<dyn Any + Send + Sync>>);
+
+impl ReadAhead {
+    /// Data read ahead, if any.
+    pub(crate) fn of<T: Send + Sync + 'static>(data: Option<T>) -> Self {
+        Self(data.map(|data| Box::new(data) as Box<dyn Any + Send + Sync>))
+    }
+
+    /// The data read ahead, if it is a `T`; it is gone afterwards.
+    pub(crate) fn take<T: 'static>(&mut self) -> Option<T> {
+        self.0.take()?.downcast::<T>().ok().map(|data| *data)
+    }
+}
+
+impl Clone for ReadAhead {
+    fn clone(&self) -> Self {
+        Self(None)
+    }
+}
+
+impl std::fmt::Debug for ReadAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "ReadAhead(..)"
+        } else {
+            "ReadAhead(None)"
+        })
+    }
 }
 
 impl Handling {
@@ -69,6 +108,7 @@ impl Handling {
             failures: FailureHistory::default(),
             subscription: subscription.into(),
             handler: handler.into(),
+            read_ahead: ReadAhead::default(),
         }
     }
 

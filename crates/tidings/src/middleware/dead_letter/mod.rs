@@ -53,7 +53,11 @@ where
     }
 
     fn call(&mut self, req: Handling) -> Self::Future {
-        let handled = self.inner.call(req.clone());
+        // The clone is kept for the record; `req` goes on with the data read ahead, which
+        // a clone does not carry.
+        let kept = req.clone();
+        let handled = self.inner.call(req);
+        let req = kept;
         Box::pin(async move {
             Ok(match handled.await? {
                 Disposition::Ack => Settlement::Ack,
