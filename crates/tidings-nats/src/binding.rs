@@ -89,45 +89,76 @@ pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing,
 /// Decodes a message in whichever mode it was sent: binary when it carries `ce-` headers,
 /// structured when its JSON has a `specversion`, and the legacy flat envelope otherwise.
 pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Envelope, DecodeError> {
-    binary(headers, payload).unwrap_or_else(|| decode_json(payload))
+    let attributes = headers.map(Attributes::of).unwrap_or_default();
+    match binary(headers, &attributes, payload) {
+        Some(read) => read,
+        None => decode_json(payload),
+    }
 }
 
 /// A received message, read as [`decode`] reads it: at once when it is in binary mode,
 /// when first asked otherwise (so that a typed handler can read its envelope and data in
 /// one pass).
 pub(crate) fn receive(headers: Option<&HeaderMap>, payload: &Bytes) -> Received {
-    let content_type = content_type(headers);
-    match binary(headers, payload) {
-        Some(read) => Received::read(payload.clone(), content_type, read),
-        None => Received::json(payload.clone(), content_type),
+    let attributes = headers.map(Attributes::of).unwrap_or_default();
+    match binary(headers, &attributes, payload) {
+        Some(read) => Received::read(payload.clone(), attributes.content_type, read),
+        None => Received::json(payload.clone(), attributes.content_type),
+    }
+}
+
+/// What a message's headers say of the event, read in one walk over them: looking a header
+/// up by name costs a conversion and a hash each, which every message would pay for a
+/// content type that only an undecodable body's report needs.
+#[derive(Default)]
+struct Attributes {
+    /// Its `ce-` headers, as binary mode's attributes.
+    binary: Vec<(String, ExtensionValue)>,
+    /// Its `Content-Type`.
+    content_type: Option<String>,
+}
+
+impl Attributes {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut read = Self::default();
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            let Some(value) = values.first() else {
+                continue;
+            };
+            if name.eq_ignore_ascii_case(CONTENT_TYPE) {
+                read.content_type = Some(value.as_str().to_owned());
+            } else if let Some(attribute) = name
+                .get(..CE_PREFIX.len())
+                .filter(|p| p.eq_ignore_ascii_case(CE_PREFIX))
+                .map(|_| name[CE_PREFIX.len()..].to_ascii_lowercase())
+            {
+                let value = ExtensionValue::String(value.as_str().to_owned());
+                read.binary.push((attribute, value));
+            }
+        }
+        read
     }
 }
 
 /// The message read in binary mode, when it carries `ce-` headers.
-fn binary(headers: Option<&HeaderMap>, payload: &[u8]) -> Option<Result<Envelope, DecodeError>> {
-    if let Some(headers) = headers {
-        let attributes: Vec<(String, ExtensionValue)> = headers
-            .iter()
-            .filter_map(|(name, values)| {
-                let name: &str = name.as_ref();
-                let attribute = name
-                    .get(..CE_PREFIX.len())
-                    .filter(|p| p.eq_ignore_ascii_case(CE_PREFIX))
-                    .map(|_| name[CE_PREFIX.len()..].to_ascii_lowercase())?;
-                let value = values.first()?.as_str().to_owned();
-                Some((attribute, ExtensionValue::String(value)))
-            })
-            .collect();
-        if !attributes.is_empty() {
-            let content_type = headers.get(CONTENT_TYPE).map(HeaderValue::as_str);
-            return Some(BinaryMode::decode(
-                attributes.iter().map(|(n, v)| (n.as_str(), v.clone())),
-                content_type,
-                payload,
-            ));
-        }
+fn binary(
+    headers: Option<&HeaderMap>,
+    attributes: &Attributes,
+    payload: &[u8],
+) -> Option<Result<Envelope, DecodeError>> {
+    if attributes.binary.is_empty() {
+        return None;
     }
-    None
+    let content_type = headers?.get(CONTENT_TYPE).map(HeaderValue::as_str);
+    Some(BinaryMode::decode(
+        attributes
+            .binary
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone())),
+        content_type,
+        payload,
+    ))
 }
 
 /// The content type a message declared.

@@ -71,6 +71,7 @@ macro_rules! conformance_suite {
             poison_input_dead_lettered_once,
             each_version_read_as_written,
             schema_beyond_serde_is_held,
+            a_panic_reading_the_data_is_a_transient_failure,
             undecodable_bytes_dead_lettered_once,
             removed_subscription_keeps_nothing,
             deduplication,

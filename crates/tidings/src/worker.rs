@@ -1,6 +1,7 @@
 //! The loop that pulls deliveries of one subscription and runs them through its handlers.
 
 use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -115,7 +116,12 @@ impl Worker {
         // the handler's data in one pass before anything else asks for the envelope.
         let route = self.routes.matches(delivery.topic()).next().map(|(_, r)| r);
         let read_ahead = match (route.and_then(|r| r.reader), delivery.received()) {
-            (Some(read), Some(received)) => read(received),
+            // A type whose deserializing panics fails as its handler would: not read ahead
+            // here, outside the middleware, but again inside it, where the panic is caught
+            // and retried like any transient failure.
+            (Some(read), Some(received)) => {
+                std::panic::catch_unwind(AssertUnwindSafe(|| read(received))).unwrap_or_default()
+            }
             _ => ReadAhead::default(),
         };
         observer.on_received(&self.name, delivery.envelope().ok().map(|e| &**e));

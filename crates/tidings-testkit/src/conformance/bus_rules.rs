@@ -8,8 +8,8 @@ use tidings::envelope::Envelope;
 use tidings::{Event, HandlerError};
 
 use super::{
-    CartCheckedOut, CartLine, OrderCreated, OrderPriced, QUIET, WAIT, envelope, fast_retry,
-    observed_bus, seq_of,
+    CartCheckedOut, CartLine, MeterRead, OrderCreated, OrderPriced, QUIET, Reading, WAIT, envelope,
+    fast_retry, observed_bus, seq_of,
 };
 use crate::{Harness, Namespace, Probe};
 
@@ -491,6 +491,59 @@ pub async fn schema_beyond_serde_is_held(harness: &impl Harness) {
         letter.reason.message.contains("/lines/0/quantity"),
         "{}",
         letter.reason
+    );
+    bus.shutdown().await.expect("shutdown");
+}
+
+/// Deserializing that panics is a transient failure of the handler, as a panic in the
+/// handler is: retried up to the policy's attempts, then dead-lettered; the other events of
+/// the subscription are handled meanwhile.
+pub async fn a_panic_reading_the_data_is_a_transient_failure(harness: &impl Harness) {
+    let ns = Namespace::new();
+    let (bus, settled) = observed_bus(&ns, harness.transport().await);
+    let handled = Probe::new();
+    let seen = handled.clone();
+    let name = ns.subscription("meters");
+    bus.subscription(&name)
+        .on::<MeterRead, _>(move |e: Event<MeterRead>| {
+            let seen = seen.clone();
+            async move {
+                seen.push(e.reading.0);
+                Ok(())
+            }
+        })
+        .retry(fast_retry(2))
+        .start()
+        .await
+        .expect("subscribe");
+    let read = |meter: &str, reading: u32| MeterRead {
+        meter_id: meter.into(),
+        reading: Reading(reading),
+    };
+    let broken = bus.envelope(&read("m-0", 0)).expect("envelope");
+    bus.publish_envelope(broken.clone()).await.expect("publish");
+    bus.publish(&read("m-7", 7)).await.expect("publish");
+    settled.wait_for(3, WAIT).await;
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(handled.items(), [7], "the other event handled");
+    let labels: Vec<_> = settled
+        .items()
+        .into_iter()
+        .filter(|s| s.id.as_ref() == Some(&broken.id))
+        .map(|s| s.label)
+        .collect();
+    assert_eq!(labels, ["retry", "dead_letter"]);
+    let letters = bus
+        .dead_letters()
+        .list(&name, Page::default())
+        .await
+        .expect("list");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason.kind, ReasonKind::RetriesExhausted);
+    assert!(
+        letters[0].reason.message.contains("panic"),
+        "{}",
+        letters[0].reason
     );
     bus.shutdown().await.expect("shutdown");
 }

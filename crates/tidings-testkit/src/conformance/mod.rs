@@ -127,6 +127,32 @@ pub struct CartLine {
     pub quantity: u32,
 }
 
+/// A typed event whose data can make deserializing panic (a reading of 0), for the rule
+/// that such a panic is a transient failure of its handler on every transport.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, DomainEvent)]
+#[event(name = "conformance.meter.read")]
+pub struct MeterRead {
+    /// Aggregate id.
+    #[event(subject)]
+    pub meter_id: String,
+    /// What it read.
+    pub reading: Reading,
+}
+
+/// A meter's reading, never 0: deserializing 0 panics, as a `Deserialize` written by hand
+/// with an `assert!` would.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, tidings::schemars::JsonSchema)]
+#[schemars(crate = "tidings::schemars")]
+pub struct Reading(pub u32);
+
+impl<'de> serde::Deserialize<'de> for Reading {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = u32::deserialize(deserializer)?;
+        assert_ne!(value, 0, "a meter never reads 0");
+        Ok(Self(value))
+    }
+}
+
 /// One settled delivery, as the bus's observer saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
