@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tidings::dead_letter::{Page, ReasonKind};
 use tidings::envelope::Envelope;
+use tidings::retry::RetryPolicy;
 use tidings::{Event, HandlerError};
 
 use super::{
@@ -321,18 +322,8 @@ pub async fn dead_letter_replay_and_purge(harness: &impl Harness) {
 pub async fn poison_input_dead_lettered_once(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let handled = Probe::new();
-    let seen = handled.clone();
     let name = ns.subscription("typed");
-    bus.subscribe::<OrderCreated, _>(&name, move |e: Event<OrderCreated>| {
-        let seen = seen.clone();
-        async move {
-            seen.push(e.seq);
-            Ok(())
-        }
-    })
-    .await
-    .expect("subscribe");
+    let handled = recording(&bus, &name, None, |e: &OrderCreated| e.seq).await;
     let poison = Envelope::new(ns.as_str(), "conformance.order.created")
         .with_json_data(&serde_json::json!({ "order_id": "o-1", "seq": "not a number" }))
         .expect("json");
@@ -362,15 +353,7 @@ pub async fn poison_input_dead_lettered_once(harness: &impl Harness) {
         "poison handled once: {labels:?}"
     );
     assert!(handled.items().contains(&2));
-    let letters = bus
-        .dead_letters()
-        .list(&name, Page::default())
-        .await
-        .expect("list");
-    let letter = letters
-        .iter()
-        .find(|l| l.envelope().map(|e| &e.id) == Some(&poison.id))
-        .expect("poison dead-lettered");
+    let letter = dead_letter_of(&bus, &name, &poison.id).await;
     assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
     assert!(letter.reason.message.contains("seq"), "{}", letter.reason);
     assert_eq!(letter.attempts, 1);
@@ -383,18 +366,11 @@ pub async fn poison_input_dead_lettered_once(harness: &impl Harness) {
 pub async fn each_version_read_as_written(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let handled = Probe::new();
-    let seen = handled.clone();
     let name = ns.subscription("priced");
-    bus.subscribe::<OrderPriced, _>(&name, move |e: Event<OrderPriced>| {
-        let seen = seen.clone();
-        async move {
-            seen.push((e.order_id.clone(), e.cents));
-            Ok(())
-        }
+    let handled = recording(&bus, &name, None, |e: &OrderPriced| {
+        (e.order_id.clone(), e.cents)
     })
-    .await
-    .expect("subscribe");
+    .await;
     let priced = |order: &str, data: serde_json::Value, version: &str| {
         Envelope::new(ns.as_str(), "conformance.order.priced")
             .with_json_data(&data)
@@ -430,15 +406,7 @@ pub async fn each_version_read_as_written(harness: &impl Harness) {
         [("v1".to_owned(), 150), ("v2".to_owned(), 250)],
         "version 1 upcast, version 2 as it is, version 3 not handled"
     );
-    let letters = bus
-        .dead_letters()
-        .list(&name, Page::default())
-        .await
-        .expect("list");
-    let letter = letters
-        .iter()
-        .find(|l| l.envelope().map(|e| &e.id) == Some(&newer.id))
-        .expect("the newer version dead-lettered");
+    let letter = dead_letter_of(&bus, &name, &newer.id).await;
     assert_eq!(letter.reason.kind, ReasonKind::UnsupportedVersion);
     assert_eq!(
         settled.items().into_iter().filter(mine).count(),
@@ -453,18 +421,8 @@ pub async fn each_version_read_as_written(harness: &impl Harness) {
 pub async fn schema_beyond_serde_is_held(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let handled = Probe::new();
-    let seen = handled.clone();
     let name = ns.subscription("carts");
-    bus.subscribe::<CartCheckedOut, _>(&name, move |e: Event<CartCheckedOut>| {
-        let seen = seen.clone();
-        async move {
-            seen.push(e.cart_id.clone());
-            Ok(())
-        }
-    })
-    .await
-    .expect("subscribe");
+    let handled = recording(&bus, &name, None, |e: &CartCheckedOut| e.cart_id.clone()).await;
     let cart = |id: &str, quantity: u32| CartCheckedOut {
         cart_id: id.into(),
         lines: vec![CartLine { quantity }],
@@ -477,15 +435,7 @@ pub async fn schema_beyond_serde_is_held(harness: &impl Harness) {
     settled.wait_for(2, WAIT).await;
     tokio::time::sleep(QUIET).await;
     assert_eq!(handled.items(), ["full"], "only the valid cart handled");
-    let letters = bus
-        .dead_letters()
-        .list(&name, Page::default())
-        .await
-        .expect("list");
-    let letter = letters
-        .iter()
-        .find(|l| l.envelope().map(|e| &e.id) == Some(&empty.id))
-        .expect("the cart with a quantity of 0 dead-lettered");
+    let letter = dead_letter_of(&bus, &name, &empty.id).await;
     assert_eq!(letter.reason.kind, ReasonKind::SchemaViolation);
     assert!(
         letter.reason.message.contains("/lines/0/quantity"),
@@ -501,21 +451,11 @@ pub async fn schema_beyond_serde_is_held(harness: &impl Harness) {
 pub async fn a_panic_reading_the_data_is_a_transient_failure(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let handled = Probe::new();
-    let seen = handled.clone();
     let name = ns.subscription("meters");
-    bus.subscription(&name)
-        .on::<MeterRead, _>(move |e: Event<MeterRead>| {
-            let seen = seen.clone();
-            async move {
-                seen.push(e.reading.0);
-                Ok(())
-            }
-        })
-        .retry(fast_retry(2))
-        .start()
-        .await
-        .expect("subscribe");
+    let handled = recording(&bus, &name, Some(fast_retry(2)), |e: &MeterRead| {
+        e.reading.0
+    })
+    .await;
     let read = |meter: &str, reading: u32| MeterRead {
         meter_id: meter.into(),
         reading: Reading(reading),
@@ -533,18 +473,10 @@ pub async fn a_panic_reading_the_data_is_a_transient_failure(harness: &impl Harn
         .map(|s| s.label)
         .collect();
     assert_eq!(labels, ["retry", "dead_letter"]);
-    let letters = bus
-        .dead_letters()
-        .list(&name, Page::default())
-        .await
-        .expect("list");
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason.kind, ReasonKind::RetriesExhausted);
-    assert!(
-        letters[0].reason.message.contains("panic"),
-        "{}",
-        letters[0].reason
-    );
+    let letter = dead_letter_of(&bus, &name, &broken.id).await;
+    assert_eq!(letter.reason.kind, ReasonKind::RetriesExhausted);
+    assert!(letter.reason.message.contains("panic"), "{}", letter.reason);
+    assert_eq!(letter.attempts, 2);
     bus.shutdown().await.expect("shutdown");
 }
 
@@ -648,4 +580,49 @@ pub async fn graceful_shutdown_with_in_flight(harness: &impl Harness) {
     assert_eq!(distinct, (0..20).collect(), "nothing lost");
     assert_eq!(all.len(), 20, "nothing handled twice: {all:?}");
     bus.shutdown().await.expect("shutdown");
+}
+
+/// A typed subscription `name` whose handler records `record` of each event it handles,
+/// retried by `policy` (the bus's when `None`).
+async fn recording<T, V>(
+    bus: &tidings::Bus,
+    name: &str,
+    policy: Option<RetryPolicy>,
+    record: fn(&T) -> V,
+) -> Arc<Probe<V>>
+where
+    T: tidings::DomainEvent,
+    V: Clone + Send + Sync + 'static,
+{
+    let handled = Probe::new();
+    let seen = handled.clone();
+    let mut subscription = bus.subscription(name).on::<T, _>(move |e: Event<T>| {
+        let seen = seen.clone();
+        async move {
+            seen.push(record(&e));
+            Ok(())
+        }
+    });
+    if let Some(policy) = policy {
+        subscription = subscription.retry(policy);
+    }
+    subscription.start().await.expect("subscribe");
+    handled
+}
+
+/// The dead letter of the event `id` in `subscription`'s queue, which must hold it.
+async fn dead_letter_of(
+    bus: &tidings::Bus,
+    subscription: &str,
+    id: &str,
+) -> tidings::dead_letter::DeadLetter {
+    let letters = bus
+        .dead_letters()
+        .list(subscription, Page::default())
+        .await
+        .expect("list");
+    letters
+        .into_iter()
+        .find(|l| l.envelope().is_some_and(|e| e.id == id))
+        .unwrap_or_else(|| panic!("{id} dead-lettered in {subscription}"))
 }
