@@ -90,7 +90,7 @@ pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing,
 /// structured when its JSON has a `specversion`, and the legacy flat envelope otherwise.
 pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Envelope, DecodeError> {
     let attributes = headers.map(Attributes::of).unwrap_or_default();
-    match binary(headers, &attributes, payload) {
+    match binary(&attributes, payload) {
         Some(read) => read,
         None => decode_json(payload),
     }
@@ -101,7 +101,7 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
 /// one pass).
 pub(crate) fn receive(headers: Option<&HeaderMap>, payload: &Bytes) -> Received {
     let attributes = headers.map(Attributes::of).unwrap_or_default();
-    match binary(headers, &attributes, payload) {
+    match binary(&attributes, payload) {
         Some(read) => Received::read(payload.clone(), attributes.content_type, read),
         None => Received::json(payload.clone(), attributes.content_type),
     }
@@ -114,7 +114,7 @@ pub(crate) fn receive(headers: Option<&HeaderMap>, payload: &Bytes) -> Received 
 struct Attributes {
     /// Its `ce-` headers, as binary mode's attributes.
     binary: Vec<(String, ExtensionValue)>,
-    /// Its `Content-Type`.
+    /// Its `Content-Type` (named exactly so, as `HeaderMap::get` finds it).
     content_type: Option<String>,
 }
 
@@ -126,7 +126,7 @@ impl Attributes {
             let Some(value) = values.first() else {
                 continue;
             };
-            if name.eq_ignore_ascii_case(CONTENT_TYPE) {
+            if name == CONTENT_TYPE {
                 read.content_type = Some(value.as_str().to_owned());
             } else if let Some(attribute) = name
                 .get(..CE_PREFIX.len())
@@ -142,21 +142,16 @@ impl Attributes {
 }
 
 /// The message read in binary mode, when it carries `ce-` headers.
-fn binary(
-    headers: Option<&HeaderMap>,
-    attributes: &Attributes,
-    payload: &[u8],
-) -> Option<Result<Envelope, DecodeError>> {
+fn binary(attributes: &Attributes, payload: &[u8]) -> Option<Result<Envelope, DecodeError>> {
     if attributes.binary.is_empty() {
         return None;
     }
-    let content_type = headers?.get(CONTENT_TYPE).map(HeaderValue::as_str);
     Some(BinaryMode::decode(
         attributes
             .binary
             .iter()
             .map(|(n, v)| (n.as_str(), v.clone())),
-        content_type,
+        attributes.content_type.as_deref(),
         payload,
     ))
 }
