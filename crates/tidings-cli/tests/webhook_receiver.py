@@ -6,6 +6,10 @@ repeated; `sleep_ms`: how long to take), and prints one JSON line per request:
 its event id, attempt, status, whether the signature held, and how many requests were in
 flight when it arrived. The first line is `{"port": N}`.
 
+A request stops counting as in flight just before its answer is written: the sender may
+start its next request as soon as it has read an answer, and counting until after the
+write would let that next request see one more in flight than the sender ever had.
+
 Usage: webhook_receiver.py SECRET
 """
 
@@ -36,6 +40,15 @@ class Endpoint(BaseHTTPRequestHandler):
         with lock:
             state["in_flight"] += 1
             concurrent = state["in_flight"]
+        counted = True
+
+        def done():
+            nonlocal counted
+            if counted:
+                counted = False
+                with lock:
+                    state["in_flight"] -= 1
+
         try:
             try:
                 event = verifier.verify(body, headers)
@@ -63,6 +76,7 @@ class Endpoint(BaseHTTPRequestHandler):
                     "event": event,
                 }
             )
+            done()
             self.send_response(status)
             if status == 429:
                 self.send_header("Retry-After", "1")
@@ -70,8 +84,7 @@ class Endpoint(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"answered %d on purpose" % status)
         finally:
-            with lock:
-                state["in_flight"] -= 1
+            done()
 
     def log_message(self, *args):
         pass
