@@ -89,7 +89,7 @@ pub(crate) fn encode(envelope: &Envelope, mode: ContentMode) -> Result<Outgoing,
 /// Decodes a message in whichever mode it was sent: binary when it carries `ce-` headers,
 /// structured when its JSON has a `specversion`, and the legacy flat envelope otherwise.
 pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Envelope, DecodeError> {
-    let attributes = headers.map(Attributes::of).unwrap_or_default();
+    let attributes = Attributes::of(headers);
     match binary(&attributes, payload) {
         Some(read) => read,
         None => decode_json(payload),
@@ -98,36 +98,41 @@ pub(crate) fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Enve
 
 /// A received message, read as [`decode`] reads it: at once when it is in binary mode,
 /// when first asked otherwise (so that a typed handler can read its envelope and data in
-/// one pass).
-pub(crate) fn receive(headers: Option<&HeaderMap>, payload: &Bytes) -> Received {
-    let attributes = headers.map(Attributes::of).unwrap_or_default();
+/// one pass). `attributes` are its headers' ([`Attributes::of`]).
+pub(crate) fn receive(attributes: Attributes, payload: &Bytes) -> Received {
     match binary(&attributes, payload) {
         Some(read) => Received::read(payload.clone(), attributes.content_type, read),
         None => Received::json(payload.clone(), attributes.content_type),
     }
 }
 
-/// What a message's headers say of the event, read in one walk over them: looking a header
-/// up by name costs a conversion and a hash each, which every message would pay for a
-/// content type that only an undecodable body's report needs.
+/// What a message's headers say, read in one walk over them: looking a header up by name
+/// costs a conversion, an allocation and a hash each, which every message would pay for a
+/// content type that only an undecodable body's report needs and a target that only
+/// replays carry.
 #[derive(Default)]
-struct Attributes {
+pub(crate) struct Attributes {
     /// Its `ce-` headers, as binary mode's attributes.
     binary: Vec<(String, ExtensionValue)>,
     /// Its `Content-Type` (named exactly so, as `HeaderMap::get` finds it).
     content_type: Option<String>,
+    /// The one subscription a replay is meant for ([`TARGET`], named exactly so).
+    pub(crate) target: Option<String>,
 }
 
 impl Attributes {
-    fn of(headers: &HeaderMap) -> Self {
+    /// What `headers` say; nothing when there are none.
+    pub(crate) fn of(headers: Option<&HeaderMap>) -> Self {
         let mut read = Self::default();
-        for (name, values) in headers.iter() {
+        for (name, values) in headers.into_iter().flat_map(HeaderMap::iter) {
             let name: &str = name.as_ref();
             let Some(value) = values.first() else {
                 continue;
             };
             if name == CONTENT_TYPE {
                 read.content_type = Some(value.as_str().to_owned());
+            } else if name == TARGET {
+                read.target = Some(value.as_str().to_owned());
             } else if let Some(attribute) = name
                 .get(..CE_PREFIX.len())
                 .filter(|p| p.eq_ignore_ascii_case(CE_PREFIX))

@@ -114,13 +114,14 @@ impl std::fmt::Debug for NatsDelivery {
 impl NatsDelivery {
     pub(crate) fn new(
         message: jetstream::Message,
+        attributes: binding::Attributes,
         topic: String,
         attempt: u32,
         sequence: u64,
         failures: FailureHistory,
         subscription: Arc<Subscription>,
     ) -> Self {
-        let received = binding::receive(message.headers.as_ref(), &message.payload);
+        let received = binding::receive(attributes, &message.payload);
         subscription.hold(sequence, message.reply.as_ref());
         Self {
             received,

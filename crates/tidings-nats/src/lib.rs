@@ -50,6 +50,7 @@
 //!
 //! [async-nats]: https://docs.rs/async-nats
 
+mod ack_subject;
 mod binding;
 mod config;
 mod dead_letter;

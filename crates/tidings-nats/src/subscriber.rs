@@ -14,6 +14,7 @@ use tidings_core::transport::{
     Delivery, DeliveryStream, FailureHistory, Subscriber, SubscriptionSpec, TransportError,
 };
 
+use crate::ack_subject::{self, Position};
 use crate::delivery::{NatsDelivery, Subscription, keep_leases};
 use crate::error::Error;
 use crate::{Inner, NatsTransport, binding};
@@ -225,22 +226,20 @@ impl Consuming {
     async fn admit(&self, message: jetstream::Message) -> Option<Box<dyn Delivery>> {
         let sub = &self.subscription;
         let inner = &sub.inner;
-        let (sequence, delivered) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.delivered),
-            Err(error) => {
-                tracing::warn!(%error, "a message without JetStream metadata; skipped");
-                return None;
-            }
+        let position = message.reply.as_deref().and_then(ack_subject::position);
+        let Some(Position {
+            stream_sequence: sequence,
+            delivered,
+        }) = position
+        else {
+            tracing::warn!(reply = ?message.reply, "a message without JetStream metadata; skipped");
+            return None;
         };
         let topic = inner.subjects.topic(&message.subject);
-        let target = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(binding::TARGET))
-            .map(|v| v.as_str().to_owned());
-        let ours = match (&topic, target) {
+        let attributes = binding::Attributes::of(message.headers.as_ref());
+        let ours = match (&topic, &attributes.target) {
             (None, _) => false,
-            (Some(_), Some(target)) => target == sub.name,
+            (Some(_), Some(target)) => *target == sub.name,
             (Some(topic), None) => self.matcher.matches(topic).next().is_some(),
         };
         if !ours {
@@ -256,7 +255,15 @@ impl Consuming {
         } else {
             FailureHistory::default()
         };
-        let delivery = NatsDelivery::new(message, topic, attempt, sequence, failures, sub.clone());
+        let delivery = NatsDelivery::new(
+            message,
+            attributes,
+            topic,
+            attempt,
+            sequence,
+            failures,
+            sub.clone(),
+        );
         let limit = inner.config.delivery_limit;
         if attempt <= limit {
             return Some(Box::new(delivery));

@@ -68,6 +68,7 @@ macro_rules! conformance_suite {
             reconnect_after_broker_restart,
             retry_with_backoff_then_dead_letter,
             dead_letter_replay_and_purge,
+            a_replay_reaches_only_its_own_subscription,
             poison_input_dead_lettered_once,
             each_version_read_as_written,
             schema_beyond_serde_is_held,

@@ -317,6 +317,76 @@ pub async fn dead_letter_replay_and_purge(harness: &impl Harness) {
     bus.shutdown().await.expect("shutdown");
 }
 
+/// A dead letter replayed goes back to the subscription that dead-lettered it (DESIGN:
+/// "replayed to the original subscription"), not to the others bound to its topic, which
+/// handled the event already.
+pub async fn a_replay_reaches_only_its_own_subscription(harness: &impl Harness) {
+    let ns = Namespace::new();
+    let (bus, settled) = observed_bus(&ns, harness.transport().await);
+    let broken = Arc::new(AtomicBool::new(true));
+    let shipped = Probe::new();
+    let (flag, seen) = (broken.clone(), shipped.clone());
+    let shipping = ns.subscription("shipping");
+    bus.subscription(&shipping)
+        .on_pattern(&ns.topic("order.paid"), move |e: Env| {
+            let (flag, seen) = (flag.clone(), seen.clone());
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    return Err(HandlerError::reject("warehouse offline"));
+                }
+                seen.push(seq_of(&e));
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .expect("subscribe");
+    // Without its inbox, which would drop a replay that reached it as a duplicate.
+    let audited = Probe::new();
+    let seen = audited.clone();
+    bus.subscription(ns.subscription("audit"))
+        .dedupe(false)
+        .on_pattern(&ns.topic("order.paid"), move |e: Env| {
+            let seen = seen.clone();
+            async move {
+                seen.push(seq_of(&e));
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .expect("subscribe");
+
+    let paid = envelope(&ns, "order.paid", 7);
+    bus.publish_envelope(paid.clone()).await.expect("publish");
+    settled
+        .wait_until(WAIT, |all| {
+            all.iter()
+                .any(|s| s.subscription == shipping && s.label == "dead_letter")
+        })
+        .await;
+    assert_eq!(audited.wait_for(1, WAIT).await, [7]);
+
+    broken.store(false, Ordering::SeqCst);
+    let letter = dead_letter_of(&bus, &shipping, &paid.id).await;
+    bus.dead_letters()
+        .replay(&shipping, &letter.id)
+        .await
+        .expect("replay");
+    assert_eq!(
+        shipped.wait_for(1, WAIT).await,
+        [7],
+        "shipping has it again"
+    );
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(
+        audited.len(),
+        1,
+        "the audit subscription, which handled it, does not get the replay"
+    );
+    bus.shutdown().await.expect("shutdown");
+}
+
 /// An event whose data does not fit its type is dead-lettered once, with the offending field,
 /// and never reaches the handler; the subscription goes on.
 pub async fn poison_input_dead_lettered_once(harness: &impl Harness) {
