@@ -292,7 +292,7 @@ impl Bus {
             return Err(Error::Closed);
         }
         let context = HandlingContext::current();
-        let inherited = context.as_ref().and_then(|c| c.traceparent.clone());
+        let inherited = context.as_ref().and_then(HandlingContext::traceparent);
         let span = tracing::info_span!(
             "tidings.publish",
             count = envelopes.len(),
@@ -314,8 +314,7 @@ impl Bus {
             if let Some(context) = &context {
                 context.apply(envelope);
             }
-            let traceparent =
-                crate::trace::for_publish(own.as_deref(), span_trace, inherited.as_deref());
+            let traceparent = crate::trace::for_publish(own.as_deref(), span_trace, inherited);
             envelope.extensions.traceparent = Some(traceparent.header());
         }
         if let Some(first) = envelopes

@@ -40,7 +40,7 @@ impl fmt::Debug for Task<'_> {
         f.debug_struct("Task")
             .field("name", &self.name)
             .field("subject", &self.subject)
-            .field("cause", &self.cause.as_ref().map(|c| &c.event_id))
+            .field("cause", &self.cause.as_ref().map(HandlingContext::event_id))
             .finish()
     }
 }
@@ -93,7 +93,7 @@ impl Task<'_> {
     /// handler: its id becomes the outcome's `causationid`, and its correlation id and
     /// tenant carry over.
     pub fn caused_by(mut self, cause: &Envelope) -> Self {
-        self.cause = Some(HandlingContext::of(cause));
+        self.cause = Some(HandlingContext::of(cause.clone()));
         self
     }
 

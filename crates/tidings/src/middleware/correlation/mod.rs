@@ -39,7 +39,7 @@ where
     }
 
     fn call(&mut self, req: Handling) -> HandlingFuture {
-        let context = HandlingContext::of(&req.envelope);
+        let context = HandlingContext::of(req.envelope.clone());
         let handled = self.inner.call(req);
         Box::pin(context.scope(handled))
     }
