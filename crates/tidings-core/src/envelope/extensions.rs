@@ -52,12 +52,8 @@ impl Extensions {
     /// carrying both could not be encoded), when a known extension gets a non-string value,
     /// or when `category` is not one of [`Category`]'s values.
     pub fn set(&mut self, name: &str, value: ExtensionValue) -> Result<(), ExtensionError> {
-        if !is_valid_extension_name(name) {
-            return Err(ExtensionError::InvalidName(name.to_owned()));
-        }
-        if CONTEXT_ATTRIBUTES.contains(&name) {
-            return Err(ExtensionError::ContextAttribute(name.to_owned()));
-        }
+        // The known extensions first: their names are valid and no context attribute's, so
+        // only the others are checked (for every event decoded, a known one skips both).
         let slot = match name {
             "tenantid" => &mut self.tenantid,
             "correlationid" => &mut self.correlationid,
@@ -74,6 +70,12 @@ impl Extensions {
                 return Ok(());
             }
             _ => {
+                if !is_valid_extension_name(name) {
+                    return Err(ExtensionError::InvalidName(name.to_owned()));
+                }
+                if CONTEXT_ATTRIBUTES.contains(&name) {
+                    return Err(ExtensionError::ContextAttribute(name.to_owned()));
+                }
                 self.other.insert(name.to_owned(), value);
                 return Ok(());
             }
@@ -290,5 +292,31 @@ mod tests {
         }
         let names: Vec<_> = ext.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["tenantid", "category", "priority"]);
+    }
+
+    #[test]
+    fn set_checks_the_names_it_does_not_know_and_needs_not_check_those_it_does() {
+        let mut ext = Extensions::default();
+        for name in ["", "Tenant", "tenant_id", "abcdefghijklmnopqrstu"] {
+            assert_eq!(
+                ext.set(name, "x".into()),
+                Err(ExtensionError::InvalidName(name.into()))
+            );
+        }
+        // `set` takes the known names before any check: each must be one the check passes.
+        for known in [
+            "tenantid",
+            "correlationid",
+            "causationid",
+            "traceparent",
+            "tracestate",
+            "dataversion",
+            "partitionkey",
+            "category",
+        ] {
+            assert!(is_valid_extension_name(known), "{known}");
+            assert!(!CONTEXT_ATTRIBUTES.contains(&known), "{known}");
+        }
+        assert!(ext.iter().next().is_none(), "nothing invalid was set");
     }
 }
