@@ -19,6 +19,10 @@ struct Moto {
     configure: fn(AwsConfig) -> AwsConfig,
     /// Whether the fanout carries bytes that are not JSON.
     carries_bytes: bool,
+    /// Whether its queues are standard ones, which deliver at least once: SQS may hand a
+    /// message to two consumers (and moto's server does, when two receives race on its
+    /// threads: it checks a message's visibility and marks it received without a lock).
+    standard_queues: bool,
 }
 
 impl Moto {
@@ -47,6 +51,10 @@ impl Harness for Moto {
             .expect("publish raw bytes");
         true
     }
+
+    fn competing_consumers_may_share(&self) -> bool {
+        self.standard_queues
+    }
 }
 
 mod sns {
@@ -54,6 +62,7 @@ mod sns {
     conformance_suite!(Moto {
         configure: |c| c,
         carries_bytes: true,
+        standard_queues: true,
     });
 
     /// Not a case of the suite (the in-memory transport cannot count): the backlog rule, on
@@ -63,6 +72,7 @@ mod sns {
         let harness = Moto {
             configure: |c| c,
             carries_bytes: true,
+            standard_queues: true,
         };
         tidings_testkit::within(
             tidings_testkit::conformance::CASE_LIMIT,
@@ -78,6 +88,7 @@ mod sns_fifo {
     conformance_suite!(Moto {
         configure: |c| c.fifo(true).topic(format!("{}-ordered", common::run())),
         carries_bytes: true,
+        standard_queues: false,
     });
 }
 
@@ -86,5 +97,6 @@ mod eventbridge {
     conformance_suite!(Moto {
         configure: |c| c.fanout(Fanout::EventBridge),
         carries_bytes: false,
+        standard_queues: true,
     });
 }

@@ -22,6 +22,15 @@ pub trait Harness: Send + Sync + 'static {
         let _ = (topic, bytes);
         false
     }
+
+    /// Whether the broker may, on rare occasions, hand one message to two competing
+    /// consumers of a subscription, as SQS standard queues say they may ("at-least-once
+    /// delivery"). The competing-consumers rule then asks for every event at least once and
+    /// leaves the copies to the inbox, which removes them above the transport. `false`:
+    /// each event goes to exactly one of them.
+    fn competing_consumers_may_share(&self) -> bool {
+        false
+    }
 }
 
 /// A random prefix that keeps one case's topics and subscriptions apart from every other's.
