@@ -303,20 +303,29 @@ mod tests {
                 Err(ExtensionError::InvalidName(name.into()))
             );
         }
-        // `set` takes the known names before any check: each must be one the check passes.
-        for known in [
-            "tenantid",
-            "correlationid",
-            "causationid",
-            "traceparent",
-            "tracestate",
-            "dataversion",
-            "partitionkey",
-            "category",
-        ] {
+        assert!(ext.iter().next().is_none(), "nothing invalid was set");
+        // `set` takes the known names before any check: each must be one the check passes,
+        // and go to its own field. The names are the ones `iter` gives of every field set (a
+        // field added to `Extensions` must be added here, or this does not compile).
+        let every = Extensions {
+            tenantid: Some("t".into()),
+            correlationid: Some("c".into()),
+            causationid: Some("c".into()),
+            traceparent: Some("t".into()),
+            tracestate: Some("t".into()),
+            dataversion: Some("1".into()),
+            category: Some(Category::Integration),
+            partitionkey: Some("p".into()),
+            other: BTreeMap::new(),
+        };
+        for (known, value) in every.iter() {
             assert!(is_valid_extension_name(known), "{known}");
             assert!(!CONTEXT_ATTRIBUTES.contains(&known), "{known}");
+            let ExtensionRef::String(value) = value else {
+                panic!("{known} is a string")
+            };
+            ext.set(known, value.into()).expect(known);
         }
-        assert!(ext.iter().next().is_none(), "nothing invalid was set");
+        assert_eq!(ext, every, "each known name went to its own field");
     }
 }

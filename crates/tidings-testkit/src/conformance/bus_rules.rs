@@ -249,24 +249,8 @@ pub async fn retry_with_backoff_then_dead_letter(harness: &impl Harness) {
 pub async fn dead_letter_replay_and_purge(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let broken = Arc::new(AtomicBool::new(true));
-    let handled = Probe::new();
-    let (flag, seen) = (broken.clone(), handled.clone());
     let name = ns.subscription("shipping");
-    bus.subscription(&name)
-        .on_pattern(&ns.topic("order.paid"), move |e: Env| {
-            let (flag, seen) = (flag.clone(), seen.clone());
-            async move {
-                if flag.load(Ordering::SeqCst) {
-                    return Err(HandlerError::reject("warehouse offline"));
-                }
-                seen.push(seq_of(&e));
-                Ok(())
-            }
-        })
-        .start()
-        .await
-        .expect("subscribe");
+    let (broken, handled) = rejecting_until_mended(&bus, &name, &ns.topic("order.paid")).await;
     let review = Probe::new();
     let reviewed = review.clone();
     bus.subscribe_pattern(
@@ -323,24 +307,8 @@ pub async fn dead_letter_replay_and_purge(harness: &impl Harness) {
 pub async fn a_replay_reaches_only_its_own_subscription(harness: &impl Harness) {
     let ns = Namespace::new();
     let (bus, settled) = observed_bus(&ns, harness.transport().await);
-    let broken = Arc::new(AtomicBool::new(true));
-    let shipped = Probe::new();
-    let (flag, seen) = (broken.clone(), shipped.clone());
     let shipping = ns.subscription("shipping");
-    bus.subscription(&shipping)
-        .on_pattern(&ns.topic("order.paid"), move |e: Env| {
-            let (flag, seen) = (flag.clone(), seen.clone());
-            async move {
-                if flag.load(Ordering::SeqCst) {
-                    return Err(HandlerError::reject("warehouse offline"));
-                }
-                seen.push(seq_of(&e));
-                Ok(())
-            }
-        })
-        .start()
-        .await
-        .expect("subscribe");
+    let (broken, shipped) = rejecting_until_mended(&bus, &shipping, &ns.topic("order.paid")).await;
     // Without its inbox, which would drop a replay that reached it as a duplicate.
     let audited = Probe::new();
     let seen = audited.clone();
@@ -650,6 +618,33 @@ pub async fn graceful_shutdown_with_in_flight(harness: &impl Harness) {
     assert_eq!(distinct, (0..20).collect(), "nothing lost");
     assert_eq!(all.len(), 20, "nothing handled twice: {all:?}");
     bus.shutdown().await.expect("shutdown");
+}
+
+/// A subscription `name` on `pattern` whose handler rejects every event (a dead letter at
+/// once) while the returned flag is set, and records each event's seq once it is cleared.
+async fn rejecting_until_mended(
+    bus: &tidings::Bus,
+    name: &str,
+    pattern: &str,
+) -> (Arc<AtomicBool>, Arc<Probe<u64>>) {
+    let broken = Arc::new(AtomicBool::new(true));
+    let handled = Probe::new();
+    let (flag, seen) = (broken.clone(), handled.clone());
+    bus.subscription(name)
+        .on_pattern(pattern, move |e: Env| {
+            let (flag, seen) = (flag.clone(), seen.clone());
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    return Err(HandlerError::reject("warehouse offline"));
+                }
+                seen.push(seq_of(&e));
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .expect("subscribe");
+    (broken, handled)
 }
 
 /// A typed subscription `name` whose handler records `record` of each event it handles,
